@@ -1,0 +1,104 @@
+/**
+ * Every AWS call the handler makes, in one place. Clients are created on first use and honour
+ * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>; the SDK retries throttling and 5xx with backoff.
+ */
+import { createHash } from 'node:crypto';
+import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DescribeChapCredentialsCommand, StorageGatewayClient } from '@aws-sdk/client-storage-gateway';
+import { ChapPair } from '../lib/api';
+
+/** Attempts per call (the SDK default is 3): rides out a throttling burst without holding CloudFormation long. */
+export const MAX_ATTEMPTS = 6;
+
+const clientConfig = {
+  maxAttempts: MAX_ATTEMPTS,
+  requestHandler: { connectionTimeout: 5_000, requestTimeout: 20_000 },
+};
+
+let storageGateway: StorageGatewayClient | undefined;
+let secretsManager: SecretsManagerClient | undefined;
+const sgw = () => (storageGateway ??= new StorageGatewayClient(clientConfig));
+const sm = () => (secretsManager ??= new SecretsManagerClient(clientConfig));
+
+/** A failed AWS call, described in one line without any request value but the resource it concerns. */
+export class AwsCallError extends Error {
+  constructor(readonly operation: string, readonly resource: string, readonly code: string) {
+    super(`${operation} failed for ${resource}: ${code}`);
+    this.name = 'AwsCallError';
+  }
+}
+
+/** The error's AWS code, and Storage Gateway's `error.errorCode` when there is one; never the message's values. */
+export function errorCode(error: unknown): string {
+  const e = error as { name?: string; code?: string; error?: { errorCode?: string }; $metadata?: { httpStatusCode?: number } };
+  const name = e?.name && e.name !== 'Error' ? e.name : e?.code ?? 'UnknownError';
+  const detail = [e?.error?.errorCode, e?.$metadata?.httpStatusCode ? `HTTP ${e.$metadata.httpStatusCode}` : undefined]
+    .filter(Boolean).join(', ');
+  return detail ? `${name} (${detail})` : name;
+}
+
+const inFlight = new Map<string, number>();
+
+/** The calls still waiting for an answer, such as `DescribeChapCredentials for target arn:...`. */
+export function pendingCalls(): string[] {
+  return [...inFlight.keys()];
+}
+
+async function call<T>(operation: string, resource: string, send: () => Promise<T>, tolerate?: (error: Error) => T): Promise<T> {
+  const key = `${operation} for ${resource}`;
+  inFlight.set(key, (inFlight.get(key) ?? 0) + 1);
+  try {
+    return await send();
+  } catch (error) {
+    if (tolerate) return tolerate(error as Error);
+    throw new AwsCallError(operation, resource, errorCode(error));
+  } finally {
+    const left = inFlight.get(key)! - 1;
+    if (left) inFlight.set(key, left); else inFlight.delete(key);
+  }
+}
+
+/** Every target-initiator pair of the target, sorted by initiator name. */
+export async function describeChapCredentials(targetArn: string, abortSignal?: AbortSignal): Promise<ChapPair[]> {
+  const out = await call('DescribeChapCredentials', `target ${targetArn}`,
+    () => sgw().send(new DescribeChapCredentialsCommand({ TargetARN: targetArn }), { abortSignal }));
+  return (out.ChapCredentials ?? [])
+    .map((c): ChapPair => ({
+      initiatorName: c.InitiatorName ?? '',
+      targetArn: c.TargetARN ?? targetArn,
+      secretToAuthenticateInitiator: c.SecretToAuthenticateInitiator ?? '',
+      ...(c.SecretToAuthenticateTarget ? { secretToAuthenticateTarget: c.SecretToAuthenticateTarget } : {}),
+    }))
+    .sort((a, b) => (a.initiatorName < b.initiatorName ? -1 : a.initiatorName > b.initiatorName ? 1 : 0));
+}
+
+/** The secret's current string value, or undefined when it has none yet. */
+function currentValue(secretArn: string, abortSignal?: AbortSignal): Promise<string | undefined> {
+  return call('GetSecretValue', `secret ${secretArn}`,
+    async () => (await sm().send(new GetSecretValueCommand({ SecretId: secretArn }), { abortSignal })).SecretString,
+    (error) => {
+      if (error.name === 'ResourceNotFoundException') return undefined;
+      throw new AwsCallError('GetSecretValue', `secret ${secretArn}`, errorCode(error));
+    });
+}
+
+export interface SecretWrite {
+  readonly secretArn: string;
+  readonly value: string;
+}
+
+/**
+ * Writes each value whose secret does not already hold it, in two rounds (read all, then write the changed),
+ * and returns the ARNs written. `requestKey` identifies the request: a redelivered request reuses the same
+ * ClientRequestToken, so Secrets Manager never stores a duplicate version.
+ */
+export async function writeChangedSecrets(writes: readonly SecretWrite[], requestKey: string, abortSignal?: AbortSignal): Promise<string[]> {
+  const current = await Promise.all(writes.map((w) => currentValue(w.secretArn, abortSignal)));
+  const changed = writes.filter((w, i) => current[i] !== w.value);
+  await Promise.all(changed.map((w) => call('PutSecretValue', `secret ${w.secretArn}`, () => sm().send(new PutSecretValueCommand({
+    SecretId: w.secretArn,
+    SecretString: w.value,
+    ClientRequestToken: createHash('sha256').update(`${requestKey}\n${w.secretArn}`).digest('hex'),
+  }), { abortSignal }))));
+  return changed.map((w) => w.secretArn);
+}

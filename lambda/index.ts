@@ -1,0 +1,181 @@
+/**
+ * The ChapCredentials custom resource handler. Create and Update read the target's CHAP credentials
+ * and write them into the stack's secrets; Delete has nothing to undo (CloudFormation owns the secrets).
+ * `onEvent` is the plain logic; `handler` adds the deadline and the response protocol.
+ */
+import type {
+  CloudFormationCustomResourceCreateEvent,
+  CloudFormationCustomResourceDeleteEvent,
+  CloudFormationCustomResourceEvent,
+  CloudFormationCustomResourceUpdateEvent,
+  Context,
+} from 'aws-lambda';
+import {
+  Attr, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, TargetSecretValue,
+  TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
+} from '../lib/api';
+import { describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
+import { dataBudget, Outcome, responseBody, sendResponse } from './response';
+
+/** Secrets Manager's limit for one secret value. */
+export const MAX_SECRET_BYTES = 65_536;
+
+/** A failure whose message is already a complete, safe, one-line reason. */
+export class HandlerError extends Error {}
+
+interface Input {
+  readonly targetArn: string;
+  readonly targetSecretArn: string;
+  readonly initiators: readonly { name: string; secretArn: string }[];
+}
+
+/** Validates the properties CloudFormation sent; tokens resolved at deploy time are first checked here. */
+export function parseProperties(props: Partial<ChapResourceProperties> | undefined): Input {
+  const problems: string[] = [];
+  const targetArnProblem = targetArnError(Prop.TargetArn, props?.[Prop.TargetArn]);
+  if (targetArnProblem) problems.push(targetArnProblem);
+  const targetSecretArn = props?.[Prop.TargetSecretArn];
+  if (typeof targetSecretArn !== 'string' || !targetSecretArn.startsWith('arn:')) {
+    problems.push(`'${Prop.TargetSecretArn}' must be a secret ARN, got ${JSON.stringify(targetSecretArn)}`);
+  }
+  const raw = props?.[Prop.Initiators] ?? [];
+  const initiators: { name: string; secretArn: string }[] = [];
+  if (!Array.isArray(raw)) {
+    problems.push(`'${Prop.Initiators}' must be a list, got ${JSON.stringify(raw)}`);
+  } else {
+    raw.forEach((entry: Partial<DeclaredInitiator>, i) => {
+      const name = entry?.[InitiatorProp.Name];
+      const secretArn = entry?.[InitiatorProp.SecretArn];
+      const nameProblem = initiatorNameError(`${Prop.Initiators}[${i}].${InitiatorProp.Name}`, name);
+      if (nameProblem) problems.push(nameProblem);
+      else if (initiators.some((d) => d.name === name)) problems.push(`'${Prop.Initiators}' must not repeat an initiator, got '${name}' twice`);
+      if (typeof secretArn !== 'string' || !secretArn.startsWith('arn:')) {
+        problems.push(`'${Prop.Initiators}[${i}].${InitiatorProp.SecretArn}' must be a secret ARN, got ${JSON.stringify(secretArn)}`);
+      }
+      initiators.push({ name: name as string, secretArn: secretArn as string });
+    });
+  }
+  if (problems.length) throw new HandlerError(`invalid properties: ${problems.join('; ')}`);
+  return { targetArn: props![Prop.TargetArn]!, targetSecretArn: targetSecretArn!, initiators };
+}
+
+/** One physical id per target: a changed target ARN is a replacement, an unchanged one never is. */
+export function physicalResourceId(targetArn: string): string {
+  return `chap:${targetArn}`;
+}
+
+/**
+ * Response Data: the sorted names comma-separated, their exact count, and whether the names had to be
+ * shortened to fit `budget` bytes; a shortened list ends with `+N-more`, which no initiator name can be.
+ */
+export function initiatorData(names: readonly string[], budget: number): Record<string, string> {
+  const render = (shown: readonly string[], truncated: boolean) => ({
+    [Attr.InitiatorNames]: [...shown, ...(truncated ? [`${TRUNCATION_MARKER_PREFIX}${names.length - shown.length}-more`] : [])].join(','),
+    [Attr.InitiatorCount]: String(names.length),
+    [Attr.InitiatorNamesTruncated]: String(truncated),
+  });
+  let shown = names.length;
+  while (shown > 0 && Buffer.byteLength(JSON.stringify(render(names.slice(0, shown), shown < names.length))) > budget) shown--;
+  return render(names.slice(0, shown), shown < names.length);
+}
+
+function secretJson(value: TargetSecretValue | ChapPair, property: string): string {
+  const json = JSON.stringify(value);
+  if (Buffer.byteLength(json) > MAX_SECRET_BYTES) {
+    throw new HandlerError(`the ${property} secret value would be ${Buffer.byteLength(json)} bytes, more than Secrets Manager's limit of ${MAX_SECRET_BYTES}`);
+  }
+  return json;
+}
+
+/** Reads the target's pairs, writes what changed, and returns the response Data. */
+async function sync(event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal) {
+  const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
+  const pairs = await describeChapCredentials(input.targetArn, signal);
+  const byName = new Map(pairs.map((p) => [p.initiatorName, p]));
+  const missing = input.initiators.filter((d) => !byName.has(d.name)).map((d) => d.name);
+  if (missing.length) {
+    throw new HandlerError(`declared initiator(s) ${missing.join(', ')} have no CHAP credentials on target ${input.targetArn} `
+      + `(it reports ${pairs.length ? pairs.map((p) => p.initiatorName).join(', ') : 'none'})`);
+  }
+  const writes = [
+    { secretArn: input.targetSecretArn, value: secretJson({ targetArn: input.targetArn, chapCredentials: pairs }, 'target') },
+    ...input.initiators.map((d) => ({ secretArn: d.secretArn, value: secretJson(byName.get(d.name)!, `initiator ${d.name}`) })),
+  ];
+  const written = await writeChangedSecrets(writes, `${event.StackId}\n${event.RequestId}`, signal);
+  log('synced', { target: input.targetArn, pairs: pairs.length, secretsWritten: written.length, secretsUnchanged: writes.length - written.length });
+  const physicalId = physicalResourceId(input.targetArn);
+  return { status: 'SUCCESS', physicalResourceId: physicalId, data: initiatorData(pairs.map((p) => p.initiatorName), dataBudget(event, physicalId)) } as const;
+}
+
+export async function onCreate(event: CloudFormationCustomResourceCreateEvent, signal?: AbortSignal): Promise<Outcome> {
+  return sync(event, signal);
+}
+
+export async function onUpdate(event: CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal): Promise<Outcome> {
+  return sync(event, signal);
+}
+
+/** Nothing to undo: CloudFormation deletes the secrets. Also answers the Delete that follows a failed Create. */
+export async function onDelete(event: CloudFormationCustomResourceDeleteEvent): Promise<Outcome> {
+  return { status: 'SUCCESS', physicalResourceId: event.PhysicalResourceId };
+}
+
+/** The plain logic: one function per request type. Throws on failure; `handler` turns that into FAILED. */
+export async function onEvent(event: CloudFormationCustomResourceEvent, signal?: AbortSignal): Promise<Outcome> {
+  switch (event.RequestType) {
+    case 'Create': return onCreate(event, signal);
+    case 'Update': return onUpdate(event, signal);
+    case 'Delete': return onDelete(event);
+    default: throw new HandlerError(`unknown request type ${JSON.stringify((event as { RequestType?: unknown }).RequestType)}`);
+  }
+}
+
+/** A reason for any error: our own messages as they are, anything else by its name only (never a stack or value). */
+export function reasonFor(error: unknown): string {
+  if (error instanceof HandlerError || (error as Error)?.name === 'AwsCallError') return (error as Error).message;
+  return `unexpected ${(error as Error)?.name ?? typeof error}`;
+}
+
+function log(message: string, fields: Record<string, unknown>): void {
+  console.log(JSON.stringify({ message, ...fields }));
+}
+
+/** The physical id to answer with when the logic did not get far enough to choose one. */
+function fallbackPhysicalId(event: CloudFormationCustomResourceEvent): string {
+  if (event.RequestType !== 'Create') return event.PhysicalResourceId;
+  const arn = (event.ResourceProperties as Partial<ChapResourceProperties>)?.[Prop.TargetArn];
+  return typeof arn === 'string' && !targetArnError(Prop.TargetArn, arn) ? physicalResourceId(arn) : `chap:invalid:${event.RequestId}`;
+}
+
+/** Time kept back to deliver the response: a quarter of the remaining time, 1 to 10 seconds. */
+export function responseReserveMs(remainingMs: number): number {
+  return Math.min(10_000, Math.max(1_000, Math.floor(remainingMs / 4)));
+}
+
+/** Runs the logic against the function's deadline, then always answers CloudFormation. */
+export async function handler(event: CloudFormationCustomResourceEvent, context: Context): Promise<void> {
+  const where = { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId };
+  log('request', where);
+  const remaining = context.getRemainingTimeInMillis();
+  const budgetMs = remaining - responseReserveMs(remaining);
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const pending = pendingCalls();
+      reject(new HandlerError(`no answer within ${budgetMs} ms, before the function's timeout`
+        + (pending.length ? `: still waiting for ${pending.slice(0, 3).join(', ')}${pending.length > 3 ? ` and ${pending.length - 3} more` : ''}` : '')));
+      abort.abort();
+    }, budgetMs);
+  });
+  let outcome: Outcome;
+  try {
+    outcome = await Promise.race([onEvent(event, abort.signal), deadline]);
+  } catch (error) {
+    outcome = { status: 'FAILED', physicalResourceId: fallbackPhysicalId(event), reason: reasonFor(error) };
+  } finally {
+    clearTimeout(timer);
+  }
+  log('response', { ...where, status: outcome.status, reason: outcome.reason, physicalResourceId: outcome.physicalResourceId });
+  await sendResponse(event, responseBody(event, outcome));
+}

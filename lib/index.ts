@@ -1,0 +1,5 @@
+export * from './chap-credentials';
+export { ChapCredentialsProvider } from './provider';
+export type { ProviderRegistration } from './provider';
+export { Attr, InitiatorProp, Prop, RESOURCE_TYPE, initiatorSecretNamePart } from './api';
+export type { ChapPair, ChapResourceProperties, DeclaredInitiator, TargetSecretValue } from './api';

@@ -1,0 +1,30 @@
+// Prebundles the handler when the library builds: one minified CommonJS file with both AWS SDK v3
+// clients inside (pinned by package-lock.json), so consumers never need Docker or esbuild to synth.
+// No source maps, no timestamps, sorted inputs: the same sources give the same bytes and asset hash.
+import { build } from 'esbuild';
+import { mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = join(root, 'assets', 'handler');
+rmSync(outdir, { recursive: true, force: true });
+mkdirSync(outdir, { recursive: true });
+
+const result = await build({
+  absWorkingDir: root,
+  entryPoints: ['lambda/index.ts'],
+  outfile: join(outdir, 'index.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node22',
+  format: 'cjs',
+  minify: true,
+  sourcemap: false,
+  legalComments: 'none',
+  mainFields: ['module', 'main'],
+  metafile: true,
+  logLevel: 'warning',
+});
+const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
+console.log(`handler bundle: ${outdir}/index.js, ${bytes} bytes`);
