@@ -1,0 +1,271 @@
+import { App, CfnParameter, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { Attr, ChapCredentials, Prop, RESOURCE_TYPE } from '../lib';
+
+const DOC_ARN = 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:myvolume';
+const targetArn = (n: number) => `arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:vol${n}`;
+const HOST_A = 'iqn.1991-05.com.microsoft:host-a.example.com';
+const HOST_B = 'iqn.1994-05.com.redhat:host-b';
+
+function newStack(): Stack {
+  return new Stack(new App(), 'Test', { env: { account: '111122223333', region: 'us-east-1' } });
+}
+
+function logicalIdOf(stack: Stack, construct: { node: { defaultChild?: unknown } } | object): string {
+  return stack.getLogicalId((construct as { node: { defaultChild: never } }).node.defaultChild);
+}
+
+describe('ChapCredentials resources', () => {
+  test('one target: a secret, the custom resource with its properties and service timeout, an output', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const template = Template.fromStack(stack);
+
+    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.resourceCountIs(RESOURCE_TYPE, 1);
+    const secretId = logicalIdOf(stack, chap.targetSecret);
+    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Delete', UpdateReplacePolicy: 'Delete' });
+    template.hasResourceProperties(RESOURCE_TYPE, {
+      ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChapCredentialsProviderHandler'), 'Arn'] },
+      ServiceTimeout: '300',
+      [Prop.TargetArn]: DOC_ARN,
+      [Prop.TargetSecretArn]: { Ref: secretId },
+      [Prop.Initiators]: Match.absent(),
+    });
+    template.hasOutput('*', { Value: { 'Fn::GetAtt': [logicalIdOf(stack, chap.resource), Attr.InitiatorNames] } });
+  });
+
+  test('the handler is the prebundled asset, Node.js 22 on arm64, with a timeout below the service timeout', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Handler: 'index.handler',
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Timeout: 120,
+      Code: { S3Bucket: Match.anyValue(), S3Key: Match.stringLikeRegexp('\\.zip$') },
+    });
+  });
+
+  test('an explicit log group with a retention period receives the logs', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+    const [logGroupId] = Object.keys(template.findResources('AWS::Logs::LogGroup'));
+    template.hasResourceProperties('AWS::Lambda::Function', { LoggingConfig: { LogGroup: { Ref: logGroupId } } });
+  });
+
+  test('declared initiators each get a secret of their own, passed to the handler by name', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B] });
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::SecretsManager::Secret', 3);
+    template.hasResourceProperties(RESOURCE_TYPE, {
+      [Prop.Initiators]: [
+        { Name: HOST_A, SecretArn: { Ref: logicalIdOf(stack, chap.initiatorSecret(HOST_A)) } },
+        { Name: HOST_B, SecretArn: { Ref: logicalIdOf(stack, chap.initiatorSecret(HOST_B)) } },
+      ],
+    });
+    expect(chap.declaredInitiators).toEqual([HOST_A, HOST_B]);
+  });
+
+  test('secretName names the target secret and, with : mapped to _, each initiator secret', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A], secretName: 'iscsi/myvolume' });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: 'iscsi/myvolume' });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: 'iscsi/myvolume/iqn.1991-05.com.microsoft_host-a.example.com' });
+  });
+
+  test('encryptionKey and removalPolicy pass through to every secret', () => {
+    const stack = newStack();
+    const key = new kms.Key(stack, 'Key');
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A], encryptionKey: key, removalPolicy: RemovalPolicy.RETAIN });
+    const template = Template.fromStack(stack);
+    const secrets = template.findResources('AWS::SecretsManager::Secret');
+    expect(Object.values(secrets)).toHaveLength(2);
+    for (const secret of Object.values(secrets)) {
+      expect(secret.DeletionPolicy).toBe('Retain');
+      expect(secret.Properties.KmsKeyId).toEqual({ 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as never), 'Arn'] });
+    }
+  });
+
+  test('a token target ARN and token initiator names pass through unchecked', () => {
+    const stack = newStack();
+    const arn = new CfnParameter(stack, 'TargetArn').valueAsString;
+    const host = new CfnParameter(stack, 'Host').valueAsString;
+    new ChapCredentials(stack, 'Chap', { targetArn: arn, initiators: [host], secretName: 'iscsi' });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties(RESOURCE_TYPE, { [Prop.TargetArn]: { Ref: 'TargetArn' } });
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Name: { 'Fn::Join': ['', ['iscsi/', { 'Fn::Join': ['_', { 'Fn::Split': [':', { Ref: 'Host' }] }] }]] },
+    });
+  });
+});
+
+describe('outputs and attributes', () => {
+  test('the output can be turned off', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, outputInitiatorNames: false });
+    expect(Object.keys(Template.fromStack(stack).findOutputs('*'))).toHaveLength(0);
+  });
+
+  test('the output can be exported', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiatorNamesExportName: 'MyVolumeInitiators' });
+    Template.fromStack(stack).hasOutput('*', { Export: { Name: 'MyVolumeInitiators' } });
+    expect(chap.initiatorNamesOutput).toBeDefined();
+  });
+
+  test('attributes read the handler Data: names as a list, comma-separated, count and truncation flag', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const id = logicalIdOf(stack, chap.resource);
+    expect(stack.resolve(chap.initiatorNames)).toEqual({ 'Fn::Split': [',', { 'Fn::GetAtt': [id, Attr.InitiatorNames] }] });
+    expect(stack.resolve(chap.initiatorNamesCommaSeparated)).toEqual({ 'Fn::GetAtt': [id, Attr.InitiatorNames] });
+    expect(stack.resolve(chap.initiatorCount)).toEqual({ 'Fn::GetAtt': [id, Attr.InitiatorCount] });
+    expect(stack.resolve(chap.initiatorNamesTruncated)).toEqual({ 'Fn::GetAtt': [id, Attr.InitiatorNamesTruncated] });
+  });
+
+  test('grantRead lets a host role read the target secret only; grantReadInitiator only its own secret', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B] });
+    const admin = new iam.Role(stack, 'Admin', { assumedBy: new iam.AccountRootPrincipal() });
+    const hostA = new iam.Role(stack, 'HostA', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const adminGrant = chap.grantRead(admin);
+    const hostGrant = chap.grantReadInitiator(HOST_A, hostA);
+    expect(adminGrant).toBeInstanceOf(iam.Grant);
+    expect(hostGrant.success).toBe(true);
+    const template = Template.fromStack(stack);
+    const readOf = (secretId: string) => Match.arrayWith([Match.objectLike({
+      Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+      Resource: { Ref: secretId },
+    })]);
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: stack.getLogicalId(admin.node.defaultChild as never) }],
+      PolicyDocument: { Statement: readOf(logicalIdOf(stack, chap.targetSecret)) },
+    });
+    const hostPolicy = template.findResources('AWS::IAM::Policy', {
+      Properties: { Roles: [{ Ref: stack.getLogicalId(hostA.node.defaultChild as never) }] },
+    });
+    const statements = Object.values(hostPolicy)[0].Properties.PolicyDocument.Statement;
+    expect(statements).toEqual([expect.objectContaining({ Resource: { Ref: logicalIdOf(stack, chap.initiatorSecret(HOST_A)) } })]);
+  });
+
+  test('asking for an undeclared initiator names the prop, the rule and the value', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A] });
+    expect(() => chap.initiatorSecret(HOST_B)).toThrow(
+      `'initiatorName' must be one of the declared 'initiators' (${HOST_A}), got '${HOST_B}'`);
+  });
+});
+
+describe('one provider per stack', () => {
+  test('three constructs share one function and one role whose policy lists exactly their targets and secrets', () => {
+    const stack = newStack();
+    const chaps = [1, 2, 3].map((n) => new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) }));
+    const template = Template.fromStack(stack);
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.resourceCountIs('AWS::IAM::Role', 1);
+    template.resourceCountIs('AWS::Logs::LogGroup', 1);
+    template.resourceCountIs(RESOURCE_TYPE, 3);
+    const role = Object.values(template.findResources('AWS::IAM::Role'))[0];
+    expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    const [logGroupId] = Object.keys(template.findResources('AWS::Logs::LogGroup'));
+    expect(role.Properties.Policies).toEqual([{
+      PolicyName: 'ChapCredentials',
+      PolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          { Sid: 'DescribeChapCredentials', Effect: 'Allow', Action: 'storagegateway:DescribeChapCredentials', Resource: [1, 2, 3].map(targetArn) },
+          {
+            Sid: 'WriteChapSecrets',
+            Effect: 'Allow',
+            Action: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
+            Resource: chaps.map((c) => ({ Ref: logicalIdOf(stack, c.targetSecret) })),
+          },
+          { Sid: 'WriteLogs', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [logGroupId, 'Arn'] } },
+        ],
+      },
+    }]);
+  });
+
+  test('each stack gets its own provider, and two apps in one process share nothing', () => {
+    for (let i = 0; i < 2; i++) {
+      const app = new App();
+      const a = new Stack(app, 'A');
+      const b = new Stack(app, 'B');
+      new ChapCredentials(a, 'Chap', { targetArn: targetArn(1) });
+      new ChapCredentials(b, 'Chap', { targetArn: targetArn(2) });
+      for (const [stack, n] of [[a, 1], [b, 2]] as const) {
+        const template = Template.fromStack(stack);
+        template.resourceCountIs('AWS::Lambda::Function', 1);
+        template.hasResourceProperties('AWS::IAM::Role', {
+          Policies: [{ PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: targetArn(n) })]) } }],
+        });
+      }
+    }
+  });
+
+  test('a customer KMS key may be used only through Secrets Manager, and only that key', () => {
+    const stack = newStack();
+    const key = new kms.Key(stack, 'Key');
+    new ChapCredentials(stack, 'Chap1', { targetArn: targetArn(1), encryptionKey: key });
+    new ChapCredentials(stack, 'Chap2', { targetArn: targetArn(2), encryptionKey: key });
+    new ChapCredentials(stack, 'Chap3', { targetArn: targetArn(3) });
+    const template = Template.fromStack(stack);
+    template.hasResourceProperties('AWS::IAM::Role', {
+      Policies: [{
+        PolicyDocument: {
+          Statement: Match.arrayWith([{
+            Sid: 'UseChapSecretKeysThroughSecretsManager',
+            Effect: 'Allow',
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+            Resource: { 'Fn::GetAtt': [stack.getLogicalId(key.node.defaultChild as never), 'Arn'] },
+            Condition: { StringEquals: { 'kms:ViaService': 'secretsmanager.us-east-1.amazonaws.com' } },
+          }]),
+        },
+      }],
+    });
+  });
+});
+
+describe('validation at synth', () => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['an ARN of another service', { targetArn: 'arn:aws:s3:::my-bucket-with-a-name-long-enough-to-pass-length' },
+      /'targetArn' must be a Storage Gateway iSCSI target ARN \(arn:PARTITION:storagegateway:REGION:ACCOUNT:gateway\/GATEWAY_ID\/target\/TARGET_NAME, 50 to 800 characters\), got 'arn:aws:s3:::my-bucket/],
+    ['a volume ARN instead of a target ARN', { targetArn: 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/volume/vol-1122AABB' },
+      /'targetArn' must be .*, got 'arn:aws:storagegateway:us-east-1:111122223333:gateway\/sgw-12A3456B\/volume\/vol-1122AABB'/],
+    ['an ARN shorter than 50 characters', { targetArn: 'arn:aws:storagegateway:us-east-1:1:gateway/g/target/t' }, /50 to 800 characters\), got 'arn:aws:storagegateway:us-east-1:1:gateway\/g\/target\/t'/],
+    ['an ARN longer than 800 characters', { targetArn: `${DOC_ARN}${'x'.repeat(800)}` }, new RegExp(`got '${DOC_ARN}x{800}'`)],
+    ['an empty ARN', { targetArn: '' }, /'targetArn' must be .*, got ''/],
+    ['an upper-case initiator', { targetArn: DOC_ARN, initiators: ['IQN.1991-05.com.microsoft:HOST'] },
+      /'initiators\[0\]' must be an iSCSI initiator name \(1 to 255 characters of lower-case letters, digits, ':', '.' and '-'\), got 'IQN.1991-05.com.microsoft:HOST'/],
+    ['an initiator with a space', { targetArn: DOC_ARN, initiators: [HOST_A, 'iqn.x host'] }, /'initiators\[1\]' must be .*, got 'iqn.x host'/],
+    ['an empty initiator', { targetArn: DOC_ARN, initiators: [''] }, /'initiators\[0\]' must be .*, got ''/],
+    ['an initiator of 256 characters', { targetArn: DOC_ARN, initiators: ['a'.repeat(256)] }, new RegExp(`'initiators\\[0\\]' must be .*, got 'a{256}'`)],
+    ['a repeated initiator', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B, HOST_A] },
+      new RegExp(`'initiators' must not repeat an initiator name, got '${HOST_A}' more than once`)],
+    ['a secret name with a colon', { targetArn: DOC_ARN, secretName: 'iscsi:vol' },
+      /'secretName' must be a Secrets Manager secret name \(1 to 512 characters of ASCII letters, digits and '\/_\+=\.@-'\), got 'iscsi:vol'/],
+    ['a secret name too long to hold initiator names', { targetArn: DOC_ARN, initiators: [HOST_A], secretName: 's'.repeat(300) },
+      /'secretName' must be a Secrets Manager secret name \(1 to 256 characters/],
+  ];
+
+  test.each(cases)('rejects %s', (_, props, message) => {
+    expect(() => new ChapCredentials(newStack(), 'Chap', props as never)).toThrow(message);
+  });
+
+  test.each([
+    ['the documentation example (upper-case gateway id)', DOC_ARN],
+    ['a GovCloud ARN', 'arn:aws-us-gov:storagegateway:us-gov-west-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v'],
+    ['a China ARN', 'arn:aws-cn:storagegateway:cn-north-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v1'],
+  ])('accepts %s', (_, arn) => {
+    expect(() => new ChapCredentials(newStack(), 'Chap', { targetArn: arn })).not.toThrow();
+  });
+});
