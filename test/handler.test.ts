@@ -1,0 +1,363 @@
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient, SecretsManagerServiceException } from '@aws-sdk/client-secrets-manager';
+import {
+  DescribeChapCredentialsCommand, InternalServerError, InvalidGatewayRequestException, StorageGatewayClient,
+} from '@aws-sdk/client-storage-gateway';
+import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
+import { mockClient } from 'aws-sdk-client-mock';
+import { Attr } from '../lib/api';
+import { handler, onEvent } from '../lambda';
+import { MAX_RESPONSE_BYTES } from '../lambda/response';
+import {
+  DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, declared, initiatorSecretArn, properties, secretValue as newSecretValue,
+} from './fixtures';
+
+const sgw = mockClient(StorageGatewayClient);
+const sm = mockClient(SecretsManagerClient);
+
+interface Pair { InitiatorName: string; SecretToAuthenticateInitiator: string; SecretToAuthenticateTarget?: string; TargetARN: string }
+
+const issuedSecrets: string[] = [];
+function pair(name: string, mutual = true, targetArn = DOC_TARGET_ARN): Pair {
+  const secretValue = () => {
+    const value = newSecretValue();
+    issuedSecrets.push(value);
+    return value;
+  };
+  return { InitiatorName: name, SecretToAuthenticateInitiator: secretValue(), ...(mutual ? { SecretToAuthenticateTarget: secretValue() } : {}), TargetARN: targetArn };
+}
+
+/** The gateway answers with `pairs`; Secrets Manager behaves as a store of current values. */
+function givenGateway(pairs: Pair[], targetArn = DOC_TARGET_ARN) {
+  sgw.on(DescribeChapCredentialsCommand, { TargetARN: targetArn }).resolves({ ChapCredentials: pairs });
+}
+
+const store = new Map<string, string>();
+/** Everything the handler logs, in every test; checked for secret values after each. */
+let logs: string[] = [];
+function givenSecretStore() {
+  sm.on(GetSecretValueCommand).callsFake(({ SecretId }) => {
+    if (!store.has(SecretId)) throw new ResourceNotFoundException({ message: 'no AWSCURRENT', $metadata: {} });
+    return { SecretString: store.get(SecretId) };
+  });
+  sm.on(PutSecretValueCommand).callsFake(({ SecretId, SecretString }) => {
+    store.set(SecretId, SecretString);
+    return { ARN: SecretId, VersionId: 'v' };
+  });
+}
+
+beforeEach(() => {
+  sgw.reset();
+  sm.reset();
+  store.clear();
+  givenSecretStore();
+  logs = [];
+  for (const level of ['log', 'info', 'warn', 'error'] as const) {
+    jest.spyOn(console, level).mockImplementation((...args: unknown[]) => { logs.push(args.map(String).join(' ')); });
+  }
+});
+
+afterEach(() => {
+  // No secret value the fake gateway handed out may reach a log line.
+  for (const value of issuedSecrets.splice(0)) expect(logs.join('\n')).not.toContain(value);
+  jest.restoreAllMocks();
+});
+
+describe('Create', () => {
+  test('one DescribeChapCredentials, every pair into the target secret, names and count in Data', async () => {
+    const pairs = [pair(HOST_B), pair(HOST_A)];
+    givenGateway(pairs);
+    const outcome = await onEvent(cfnEvent('Create'));
+
+    expect(sgw).toHaveReceivedCommandTimes(DescribeChapCredentialsCommand, 1);
+    expect(sgw).toHaveReceivedCommandWith(DescribeChapCredentialsCommand, { TargetARN: DOC_TARGET_ARN });
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+    expect(JSON.parse(store.get(TARGET_SECRET_ARN)!)).toEqual({
+      targetArn: DOC_TARGET_ARN,
+      chapCredentials: [HOST_A, HOST_B].map((name) => {
+        const p = pairs.find((x) => x.InitiatorName === name)!;
+        return {
+          initiatorName: name, targetArn: DOC_TARGET_ARN,
+          secretToAuthenticateInitiator: p.SecretToAuthenticateInitiator, secretToAuthenticateTarget: p.SecretToAuthenticateTarget,
+        };
+      }),
+    });
+    expect(outcome).toEqual({
+      status: 'SUCCESS',
+      physicalResourceId: `chap:${DOC_TARGET_ARN}`,
+      data: { [Attr.InitiatorNames]: `${HOST_A},${HOST_B}`, [Attr.InitiatorCount]: '2', [Attr.InitiatorNamesTruncated]: 'false' },
+    });
+  });
+
+  test('declared initiators each get only their own pair', async () => {
+    const pairs = [pair(HOST_A), pair(HOST_B, false)];
+    givenGateway(pairs);
+    await onEvent(cfnEvent('Create', properties({ Initiators: declared(HOST_A, HOST_B) })));
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 3);
+    expect(JSON.parse(store.get(initiatorSecretArn(HOST_A))!)).toEqual({
+      initiatorName: HOST_A, targetArn: DOC_TARGET_ARN,
+      secretToAuthenticateInitiator: pairs[0].SecretToAuthenticateInitiator, secretToAuthenticateTarget: pairs[0].SecretToAuthenticateTarget,
+    });
+    expect(JSON.parse(store.get(initiatorSecretArn(HOST_B))!)).toEqual({
+      initiatorName: HOST_B, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: pairs[1].SecretToAuthenticateInitiator,
+    });
+  });
+
+  test('one-way CHAP (no target secret) stores the pair without secretToAuthenticateTarget', async () => {
+    const p = pair(HOST_A, false);
+    givenGateway([p]);
+    const outcome = await onEvent(cfnEvent('Create'));
+    expect(outcome.status).toBe('SUCCESS');
+    const stored = JSON.parse(store.get(TARGET_SECRET_ARN)!);
+    expect(stored.chapCredentials).toEqual([{ initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: p.SecretToAuthenticateInitiator }]);
+  });
+
+  test('an empty credential list is a normal result: an empty secret list, no names, count 0', async () => {
+    givenGateway([]);
+    const outcome = await onEvent(cfnEvent('Create'));
+    expect(JSON.parse(store.get(TARGET_SECRET_ARN)!)).toEqual({ targetArn: DOC_TARGET_ARN, chapCredentials: [] });
+    expect(outcome.data).toEqual({ [Attr.InitiatorNames]: '', [Attr.InitiatorCount]: '0', [Attr.InitiatorNamesTruncated]: 'false' });
+  });
+
+  test('a declared initiator missing on the target fails naming it, and nothing is written', async () => {
+    givenGateway([pair(HOST_A)]);
+    await expect(onEvent(cfnEvent('Create', properties({ Initiators: declared(HOST_A, HOST_B) }))))
+      .rejects.toThrow(`declared initiator(s) ${HOST_B} have no CHAP credentials on target ${DOC_TARGET_ARN} (it reports ${HOST_A})`);
+    expect(sm).not.toHaveReceivedCommand(PutSecretValueCommand);
+  });
+
+  test('properties that are missing or malformed fail before any AWS call', async () => {
+    await expect(onEvent(cfnEvent('Create', { TargetArn: 'arn:aws:s3:::bucket' } as never)))
+      .rejects.toThrow(/^invalid properties: 'TargetArn' must be a Storage Gateway iSCSI target ARN .*got 'arn:aws:s3:::bucket'; 'TargetSecretArn' must be a secret ARN, got undefined$/);
+    await expect(onEvent(cfnEvent('Create', properties({ Initiators: [{ Name: 'BAD NAME', SecretArn: 'x' }] }))))
+      .rejects.toThrow(/'Initiators\[0\].Name' must be an iSCSI initiator name .*got 'BAD NAME'; 'Initiators\[0\].SecretArn' must be a secret ARN, got "x"/);
+    expect(sgw).not.toHaveReceivedAnyCommand();
+    expect(sm).not.toHaveReceivedAnyCommand();
+  });
+});
+
+describe('Update and idempotency', () => {
+  test('unchanged values create no new version', async () => {
+    givenGateway([pair(HOST_A)]);
+    await onEvent(cfnEvent('Create'));
+    sm.resetHistory();
+    const outcome = await onEvent(cfnEvent('Update'));
+    expect(outcome.status).toBe('SUCCESS');
+    expect(sm).toHaveReceivedCommandTimes(GetSecretValueCommand, 1);
+    expect(sm).not.toHaveReceivedCommand(PutSecretValueCommand);
+  });
+
+  test('changed values are written; changed back, they are written back and end current', async () => {
+    const first = pair(HOST_A);
+    givenGateway([first]);
+    await onEvent(cfnEvent('Create'));
+    const afterCreate = store.get(TARGET_SECRET_ARN);
+
+    givenGateway([{ ...first, SecretToAuthenticateInitiator: newSecretValue() }]);
+    await onEvent(cfnEvent('Update'));
+    expect(store.get(TARGET_SECRET_ARN)).not.toEqual(afterCreate);
+
+    givenGateway([first]);
+    sm.resetHistory();
+    await onEvent(cfnEvent('Update'));
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+    expect(store.get(TARGET_SECRET_ARN)).toEqual(afterCreate);
+  });
+
+  test('a redelivered event reuses its ClientRequestToken, and writes nothing once applied', async () => {
+    givenGateway([pair(HOST_A)]);
+    const event = cfnEvent('Create', properties(), { requestId: 'same-request' });
+    const other = cfnEvent('Create', properties(), { requestId: 'other-request' });
+    store.clear();
+    await onEvent(event);
+    const token = sm.commandCalls(PutSecretValueCommand)[0].args[0].input.ClientRequestToken!;
+    expect(token).toMatch(/^[0-9a-f]{64}$/);
+
+    await onEvent(event);
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+
+    // Delivered again before the first write was seen: the same token, so Secrets Manager ignores it.
+    store.clear();
+    await onEvent(event);
+    expect(sm.commandCalls(PutSecretValueCommand)[1].args[0].input.ClientRequestToken).toBe(token);
+    store.clear();
+    await onEvent(other);
+    expect(sm.commandCalls(PutSecretValueCommand)[2].args[0].input.ClientRequestToken).not.toBe(token);
+  });
+
+  test('a secret with no current value yet is written', async () => {
+    givenGateway([pair(HOST_A)]);
+    await onEvent(cfnEvent('Create'));
+    expect(sm).toHaveReceivedCommandTimes(GetSecretValueCommand, 1);
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+  });
+
+  test('a new target ARN is a new physical id (replacement); the same target keeps its id', async () => {
+    givenGateway([pair(HOST_A, true, OTHER_TARGET_ARN)], OTHER_TARGET_ARN);
+    givenGateway([pair(HOST_A)]);
+    const same = await onEvent(cfnEvent('Update'));
+    expect(same.physicalResourceId).toBe(`chap:${DOC_TARGET_ARN}`);
+    const moved = await onEvent(cfnEvent('Update', properties({ TargetArn: OTHER_TARGET_ARN }), { oldProps: properties() }));
+    expect(moved.physicalResourceId).toBe(`chap:${OTHER_TARGET_ARN}`);
+  });
+});
+
+describe('Delete', () => {
+  test('makes no AWS call and succeeds with the id it was given, also after a failed Create', async () => {
+    for (const id of [`chap:${DOC_TARGET_ARN}`, 'chap:invalid:request-1']) {
+      const outcome = await onEvent(cfnEvent('Delete', properties(), { physicalResourceId: id }));
+      expect(outcome).toEqual({ status: 'SUCCESS', physicalResourceId: id });
+    }
+    expect(sgw).not.toHaveReceivedAnyCommand();
+    expect(sm).not.toHaveReceivedAnyCommand();
+  });
+});
+
+describe('errors become one-line reasons: operation, resource, AWS code', () => {
+  test('an unknown target: InvalidGatewayRequestException with its errorCode', async () => {
+    sgw.on(DescribeChapCredentialsCommand).rejects(new InvalidGatewayRequestException({
+      message: 'The specified target was not found.', error: { errorCode: 'TargetNotFound' }, $metadata: { httpStatusCode: 400 },
+    }));
+    await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(
+      `DescribeChapCredentials failed for target ${DOC_TARGET_ARN}: InvalidGatewayRequestException (TargetNotFound, HTTP 400)`);
+    expect(sm).not.toHaveReceivedAnyCommand();
+  });
+
+  test('a gateway internal error', async () => {
+    sgw.on(DescribeChapCredentialsCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
+    await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(`DescribeChapCredentials failed for target ${DOC_TARGET_ARN}: InternalServerError (HTTP 500)`);
+  });
+
+  test('a write refused by Secrets Manager', async () => {
+    givenGateway([pair(HOST_A)]);
+    sm.on(PutSecretValueCommand).rejects(new SecretsManagerServiceException({
+      name: 'AccessDeniedException', $fault: 'client', message: 'not allowed', $metadata: { httpStatusCode: 400 },
+    }));
+    await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(`PutSecretValue failed for secret ${TARGET_SECRET_ARN}: AccessDeniedException (HTTP 400)`);
+  });
+
+  test('a read refused by Secrets Manager', async () => {
+    givenGateway([pair(HOST_A)]);
+    sm.on(GetSecretValueCommand).rejects(new SecretsManagerServiceException({
+      name: 'DecryptionFailure', $fault: 'client', message: 'kms', $metadata: { httpStatusCode: 400 },
+    }));
+    await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(`GetSecretValue failed for secret ${TARGET_SECRET_ARN}: DecryptionFailure (HTTP 400)`);
+    expect(sm).not.toHaveReceivedCommand(PutSecretValueCommand);
+  });
+});
+
+describe('handler: the response protocol', () => {
+  let server: http.Server;
+  let responses: { url: string; body: Record<string, unknown>; bytes: number }[];
+  let url: string;
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        responses.push({ url: req.url!, body: JSON.parse(body), bytes: Buffer.byteLength(body) });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/cfn-response?X-Amz-Signature=secret-signature`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  beforeEach(() => {
+    responses = [];
+  });
+
+  const context = (remainingMs = 60_000) => ({ getRemainingTimeInMillis: () => remainingMs, logStreamName: 'stream' }) as Context;
+  const run = async (event: CloudFormationCustomResourceEvent, remainingMs?: number) => {
+    await handler({ ...event, ResponseURL: url }, context(remainingMs));
+    expect(responses).toHaveLength(1);
+    return responses[0];
+  };
+
+  test('SUCCESS echoes the event ids, carries flat string Data, and neither logs nor returns a secret or the ResponseURL', async () => {
+    const pairs = [pair(HOST_A), pair(HOST_B, false)];
+    givenGateway(pairs);
+    const event = cfnEvent('Create', properties({ Initiators: declared(HOST_A) }));
+    const response = await run(event);
+    expect(response.url).toBe('/cfn-response?X-Amz-Signature=secret-signature');
+    expect(response.body).toEqual({
+      Status: 'SUCCESS',
+      PhysicalResourceId: `chap:${DOC_TARGET_ARN}`,
+      StackId: event.StackId,
+      RequestId: event.RequestId,
+      LogicalResourceId: event.LogicalResourceId,
+      NoEcho: false,
+      Data: { [Attr.InitiatorNames]: `${HOST_A},${HOST_B}`, [Attr.InitiatorCount]: '2', [Attr.InitiatorNamesTruncated]: 'false' },
+    });
+    const everything = JSON.stringify(response.body) + logs.join('\n');
+    for (const p of pairs) {
+      for (const value of [p.SecretToAuthenticateInitiator, p.SecretToAuthenticateTarget].filter(Boolean)) expect(everything).not.toContain(value);
+    }
+    expect(logs.join('\n')).not.toContain('secret-signature');
+    expect(logs.length).toBeGreaterThan(0);
+  });
+
+  test('FAILED carries the one-line reason and a physical id CloudFormation can later delete', async () => {
+    sgw.on(DescribeChapCredentialsCommand).rejects(new InvalidGatewayRequestException({
+      message: 'not found', error: { errorCode: 'TargetNotFound' }, $metadata: { httpStatusCode: 400 },
+    }));
+    const response = await run(cfnEvent('Create'));
+    expect(response.body).toMatchObject({
+      Status: 'FAILED',
+      PhysicalResourceId: `chap:${DOC_TARGET_ARN}`,
+      Reason: `DescribeChapCredentials failed for target ${DOC_TARGET_ARN}: InvalidGatewayRequestException (TargetNotFound, HTTP 400)`,
+    });
+    expect(response.body.Data).toBeUndefined();
+  });
+
+  test('an unexpected error is reported by name only, never with its message or stack', async () => {
+    givenGateway([pair(HOST_A)]);
+    const leaky = new TypeError(`cannot read ${newSecretValue()}`);
+    sm.on(GetSecretValueCommand).callsFake(() => { throw leaky; });
+    const response = await run(cfnEvent('Create'));
+    expect(response.body.Reason).toBe(`GetSecretValue failed for secret ${TARGET_SECRET_ARN}: TypeError`);
+    expect(logs.join('\n')).not.toContain(leaky.message);
+  });
+
+  test('an API that does not answer is FAILED before the function times out, naming the pending call', async () => {
+    sgw.on(DescribeChapCredentialsCommand).callsFake(() => new Promise(() => undefined));
+    const started = Date.now();
+    const response = await run(cfnEvent('Create'), 1_600);
+    expect(Date.now() - started).toBeLessThan(1_600);
+    expect(response.body.Status).toBe('FAILED');
+    expect(response.body.Reason).toBe(`no answer within 600 ms, before the function's timeout: still waiting for DescribeChapCredentials for target ${DOC_TARGET_ARN}`);
+  });
+
+  test('names that would not fit in 4096 bytes are shortened, counted exactly, flagged and marked', async () => {
+    const names = Array.from({ length: 40 }, (_, i) => `iqn.1991-05.com.microsoft:host-${String(i).padStart(2, '0')}.${'x'.repeat(80)}.example.com`);
+    givenGateway(names.map((n) => pair(n)));
+    const response = await run(cfnEvent('Create'));
+    expect(response.bytes).toBeLessThanOrEqual(MAX_RESPONSE_BYTES);
+    const data = response.body.Data as Record<string, string>;
+    expect(data[Attr.InitiatorCount]).toBe('40');
+    expect(data[Attr.InitiatorNamesTruncated]).toBe('true');
+    const shown = data[Attr.InitiatorNames].split(',');
+    const marker = shown.pop()!;
+    expect(shown).toEqual(names.slice(0, shown.length));
+    expect(marker).toBe(`+${40 - shown.length}-more`);
+    expect(shown.length).toBeGreaterThan(20);
+  });
+
+  test('a huge reason is cut to fit, and the body stays within 4096 bytes', async () => {
+    const many = Array.from({ length: 30 }, (_, i) => `iqn.2000-01.com.example:${'h'.repeat(200)}${i}`);
+    givenGateway([]);
+    const response = await run(cfnEvent('Create', properties({ Initiators: declared(...many) })));
+    expect(response.body.Status).toBe('FAILED');
+    expect(response.bytes).toBeLessThanOrEqual(MAX_RESPONSE_BYTES);
+    expect(response.body.Reason).toMatch(/^declared initiator\(s\) .*\.\.\.$/);
+  });
+
+  test('Delete answers SUCCESS without calling AWS', async () => {
+    const response = await run(cfnEvent('Delete'));
+    expect(response.body).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `chap:${DOC_TARGET_ARN}` });
+    expect(sgw).not.toHaveReceivedAnyCommand();
+    expect(sm).not.toHaveReceivedAnyCommand();
+  });
+});
