@@ -5,5 +5,4 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   moduleFileExtensions: ['ts', 'js', 'json'],
   transform: { '^.+\\.ts$': 'ts-jest' },
-  setupFilesAfterEnv: ['aws-sdk-client-mock-jest'],
 };

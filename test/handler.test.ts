@@ -6,6 +6,7 @@ import {
 } from '@aws-sdk/client-storage-gateway';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
+import 'aws-sdk-client-mock-jest';
 import { Attr } from '../lib/api';
 import { handler, onEvent } from '../lambda';
 import { MAX_RESPONSE_BYTES } from '../lambda/response';

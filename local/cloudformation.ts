@@ -1,0 +1,554 @@
+/**
+ * A local CloudFormation stand-in for one stack of a synthesized cloud assembly (cdk.out). It creates the
+ * template's Secrets Manager secrets in the emulator, gives every other resource plausible ids and attributes,
+ * resolves Ref / Fn::GetAtt / Fn::Join / Fn::Sub / Fn::Split / Fn::Select / Fn::If and pseudo parameters, and runs
+ * each custom resource's handler from its asset folder in cdk.out (the file CloudFormation would run) in a child
+ * Node process. Events are shaped like CloudFormation's (every property value a string, a pre-signed-URL-like
+ * ResponseURL); every response is checked (status, echoed ids, 4096 bytes, flat Data).
+ */
+import { ChildProcess, fork } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import { AddressInfo } from 'node:net';
+import * as path from 'node:path';
+import { Emulator } from './emulator';
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface DriverOptions {
+  readonly emulator: Emulator;
+  /** Runs every function with this timeout instead of the template's, to try timeouts quickly. */
+  readonly functionTimeoutSeconds?: number;
+  /** Delivers every custom resource event twice, as an at-least-once invoker may. */
+  readonly deliverTwice?: boolean;
+}
+
+export interface ResponseBody {
+  readonly Status: 'SUCCESS' | 'FAILED';
+  readonly Reason?: string;
+  readonly PhysicalResourceId: string;
+  readonly StackId: string;
+  readonly RequestId: string;
+  readonly LogicalResourceId: string;
+  readonly NoEcho?: boolean;
+  readonly Data?: Record<string, unknown>;
+}
+
+/** One handler invocation: what was sent, what came back, what the function logged. */
+export interface Invocation {
+  readonly logicalId: string;
+  readonly event: Json;
+  readonly responses: { raw: string; body?: ResponseBody }[];
+  readonly logs: string;
+  readonly ended: 'returned' | 'threw' | 'timed out' | 'crashed';
+}
+
+interface Deployed {
+  readonly type: string;
+  readonly physicalId: string;
+  readonly attributes: Record<string, unknown>;
+  readonly properties: Json;
+  readonly deletionPolicy?: string;
+}
+
+export interface StackResult {
+  readonly status: string;
+  /** The first failure's reason, as CloudFormation's events would show it. */
+  readonly reason?: string;
+  readonly outputs: Record<string, string>;
+}
+
+const PSEUDO = (stackName: string, stackId: string, region: string, account: string): Record<string, string> => ({
+  'AWS::Region': region, 'AWS::AccountId': account, 'AWS::Partition': 'aws', 'AWS::URLSuffix': 'amazonaws.com',
+  'AWS::StackName': stackName, 'AWS::StackId': stackId, 'AWS::NotificationARNs': '',
+});
+
+class StackFailure extends Error {}
+
+/** CloudFormation hands custom resources every scalar as a string. */
+function stringify(value: Json): Json {
+  if (Array.isArray(value)) return value.map(stringify);
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, stringify(v)]));
+  return value === null || value === undefined ? value : String(value);
+}
+
+const isCustom = (type: string) => type.startsWith('Custom::') || type === 'AWS::CloudFormation::CustomResource';
+
+export class LocalCloudFormation {
+  /** Every handler invocation, in order. */
+  readonly invocations: Invocation[] = [];
+  /** Everything wrong with a response or the template's use of one; a correct handler leaves it empty. */
+  readonly problems: string[] = [];
+  /** The first N response PUTs answer 500 (each is still recorded as a try). */
+  failResponsePuts = 0;
+  private readonly emulator: Emulator;
+  private readonly waiting = new Map<string, (raw: string) => void>();
+  private readonly received = new Map<string, string[]>();
+  private server?: http.Server;
+  private responseBase = '';
+  private resources = new Map<string, Deployed>();
+  private template: Json;
+  private assemblyDir = '';
+  private stackName = '';
+  private stackId = '';
+
+  constructor(private readonly options: DriverOptions) {
+    this.emulator = options.emulator;
+  }
+
+  async start(): Promise<this> {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        const id = (req.url ?? '').split('?')[0].split('/').pop() ?? '';
+        if (req.method !== 'PUT' || !this.received.has(id)) return void res.writeHead(403).end();
+        if (this.failResponsePuts > 0) {
+          this.failResponsePuts--;
+          return void res.writeHead(500).end();
+        }
+        const raw = Buffer.concat(chunks).toString('utf8');
+        this.received.get(id)!.push(raw);
+        this.waiting.get(id)?.(raw);
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    this.responseBase = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+  }
+
+  /** Logical id to deployed resource (physical id, attributes), for tests and the demo. */
+  get deployed(): ReadonlyMap<string, Deployed> {
+    return this.resources;
+  }
+
+  /** Creates the stack from `assemblyDir`, or updates it when it exists. */
+  async deploy(assemblyDir: string, stackName: string): Promise<StackResult> {
+    const manifest = JSON.parse(fs.readFileSync(path.join(assemblyDir, 'manifest.json'), 'utf8'));
+    const artifact = manifest.artifacts?.[stackName];
+    if (!artifact || artifact.type !== 'aws:cloudformation:stack') throw new Error(`no stack ${stackName} in ${assemblyDir}`);
+    const template = JSON.parse(fs.readFileSync(path.join(assemblyDir, artifact.properties.templateFile), 'utf8'));
+    const updating = this.template !== undefined;
+    if (updating && stackName !== this.stackName) throw new Error(`this driver holds stack ${this.stackName}`);
+    this.stackName = stackName;
+    this.stackId ||= `arn:aws:cloudformation:${this.emulator.region}:${this.emulator.account}:stack/${stackName}/${randomUUID()}`;
+    this.assemblyDir = assemblyDir;
+    return updating ? this.update(template) : this.create(template);
+  }
+
+  /** Deletes the stack: custom resources get Delete, secrets go unless their DeletionPolicy keeps them. */
+  async destroy(): Promise<StackResult> {
+    try {
+      await this.deleteResources([...this.resources.keys()].reverse(), this.resources);
+      this.resources = new Map();
+      this.template = undefined;
+      return { status: 'DELETE_COMPLETE', outputs: {} };
+    } catch (error) {
+      return { status: 'DELETE_FAILED', reason: (error as Error).message, outputs: {} };
+    }
+  }
+
+  private async create(template: Json): Promise<StackResult> {
+    this.template = template;
+    try {
+      for (const id of this.order(template)) {
+        this.resources.set(id, await this.createResource(id, template.Resources[id]));
+      }
+      return { status: 'CREATE_COMPLETE', outputs: this.outputs(template) };
+    } catch (error) {
+      const reason = (error as Error).message;
+      await this.deleteResources([...this.resources.keys()].reverse(), this.resources).catch(() => undefined);
+      this.resources = new Map();
+      this.template = undefined;
+      return { status: 'ROLLBACK_COMPLETE', reason, outputs: {} };
+    }
+  }
+
+  private async update(template: Json): Promise<StackResult> {
+    const before = new Map(this.resources);
+    const beforeTemplate = this.template;
+    const replaced = new Map<string, Deployed>();
+    const created: string[] = [];
+    const updated: string[] = [];
+    this.template = template;
+    try {
+      for (const id of this.order(template)) {
+        const definition = template.Resources[id];
+        const old = before.get(id);
+        if (!old || old.type !== definition.Type) {
+          if (old) replaced.set(id, old);
+          this.resources.set(id, await this.createResource(id, definition));
+          created.push(id);
+          continue;
+        }
+        const properties = this.resolve(definition.Properties ?? {});
+        if (JSON.stringify(properties) === JSON.stringify(old.properties)) continue;
+        const next = await this.updateResource(id, definition, old, properties);
+        if (next.physicalId !== old.physicalId) replaced.set(id, old);
+        this.resources.set(id, next);
+        updated.push(id);
+      }
+    } catch (error) {
+      const reason = (error as Error).message;
+      await this.rollBack(before, updated, created).catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
+      this.resources = before;
+      this.template = beforeTemplate;
+      return { status: 'UPDATE_ROLLBACK_COMPLETE', reason, outputs: this.outputs(beforeTemplate) };
+    }
+    // Cleanup: the replaced physical resources, then resources the template no longer has.
+    const removed = [...before.keys()].filter((id) => !template.Resources[id]);
+    await this.deleteResources([...replaced.keys()].reverse(), replaced);
+    await this.deleteResources(removed.reverse(), before);
+    for (const id of removed) this.resources.delete(id);
+    return { status: 'UPDATE_COMPLETE', outputs: this.outputs(template) };
+  }
+
+  private async rollBack(before: Map<string, Deployed>, updated: string[], created: string[]): Promise<void> {
+    for (const id of [...updated].reverse()) {
+      const old = before.get(id)!;
+      const current = this.resources.get(id)!;
+      if (isCustom(old.type)) {
+        await this.invokeCustom(id, 'Update', old.properties, { physicalId: current.physicalId, oldProperties: current.properties });
+      }
+    }
+    await this.deleteResources([...created].reverse(), this.resources);
+  }
+
+  /** Creation order: every resource after those it references or depends on; skipped when its Condition is false. */
+  private order(template: Json): string[] {
+    const resources = template.Resources ?? {};
+    const deps = (value: Json, out: Set<string>): Set<string> => {
+      if (Array.isArray(value)) value.forEach((v) => deps(v, out));
+      else if (value && typeof value === 'object') {
+        if (typeof value.Ref === 'string' && resources[value.Ref]) out.add(value.Ref);
+        if (value['Fn::GetAtt']) out.add([value['Fn::GetAtt']].flat()[0].split('.')[0]);
+        if (typeof value['Fn::Sub'] !== 'undefined') {
+          const text = [value['Fn::Sub']].flat()[0] as string;
+          for (const m of text.matchAll(/\$\{([^}.!]+)/g)) if (resources[m[1]]) out.add(m[1]);
+        }
+        Object.values(value).forEach((v) => deps(v, out));
+      }
+      return out;
+    };
+    const sorted: string[] = [];
+    const state = new Map<string, 'visiting' | 'done'>();
+    const visit = (id: string) => {
+      if (state.get(id) === 'done') return;
+      if (state.get(id) === 'visiting') throw new Error(`circular dependency at ${id}`);
+      state.set(id, 'visiting');
+      const r = resources[id];
+      for (const d of [...deps(r, new Set()), ...[r.DependsOn ?? []].flat()]) if (resources[d]) visit(d);
+      state.set(id, 'done');
+      if (!r.Condition || this.condition(r.Condition)) sorted.push(id);
+    };
+    Object.keys(resources).forEach(visit);
+    return sorted;
+  }
+
+  private condition(name: string): boolean {
+    return Boolean(this.resolve(this.template.Conditions?.[name]));
+  }
+
+  /** Resolves intrinsic functions against the deployed resources and pseudo parameters. */
+  resolve(value: Json): Json {
+    if (Array.isArray(value)) return value.map((v) => this.resolve(v)).filter((v) => v !== NO_VALUE);
+    if (!value || typeof value !== 'object') return value;
+    const keys = Object.keys(value);
+    if (keys.length === 1 && (keys[0] === 'Ref' || keys[0].startsWith('Fn::') || keys[0] === 'Condition')) {
+      return this.intrinsic(keys[0], value[keys[0]]);
+    }
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.resolve(v)]).filter(([, v]) => v !== NO_VALUE));
+  }
+
+  private ref(name: string): Json {
+    if (name === 'AWS::NoValue') return NO_VALUE;
+    const pseudo = PSEUDO(this.stackName, this.stackId, this.emulator.region, this.emulator.account);
+    if (name in pseudo) return pseudo[name];
+    const parameter = this.template.Parameters?.[name];
+    if (parameter) return parameter.Default ?? '';
+    const resource = this.resources.get(name);
+    if (!resource) throw new StackFailure(`Ref to ${name}, which is not deployed`);
+    return resource.physicalId;
+  }
+
+  private getAtt(id: string, attribute: string): Json {
+    const resource = this.resources.get(id);
+    if (!resource) throw new StackFailure(`Fn::GetAtt on ${id}, which is not deployed`);
+    if (!(attribute in resource.attributes)) {
+      const message = `the template reads attribute ${attribute} of ${id}, which ${isCustom(resource.type) ? "its response's Data" : 'the resource'} lacks`;
+      this.problems.push(message);
+      throw new StackFailure(message);
+    }
+    return resource.attributes[attribute];
+  }
+
+  private intrinsic(fn: string, arg: Json): Json {
+    switch (fn) {
+      case 'Ref': return this.ref(arg);
+      case 'Condition': return this.condition(arg);
+      case 'Fn::GetAtt': {
+        const [id, ...rest] = Array.isArray(arg) ? arg : String(arg).split('.');
+        return this.getAtt(id, rest.join('.'));
+      }
+      case 'Fn::Join': {
+        const [delimiter, list] = arg;
+        return (this.resolve(list) as Json[]).join(delimiter);
+      }
+      case 'Fn::Split': {
+        const [delimiter, source] = arg;
+        return String(this.resolve(source)).split(delimiter);
+      }
+      case 'Fn::Select': {
+        const [index, list] = this.resolve(arg);
+        return list[Number(index)];
+      }
+      case 'Fn::Sub': {
+        const [text, vars] = Array.isArray(arg) ? [arg[0], this.resolve(arg[1] ?? {})] : [arg, {}];
+        return (text as string).replace(/\$\{([^}]+)\}/g, (whole, name: string) => {
+          if (name.startsWith('!')) return whole.replace('!', '');
+          if (name in vars) return vars[name];
+          return name.includes('.') ? this.getAtt(name.split('.')[0], name.split('.').slice(1).join('.')) : this.ref(name);
+        });
+      }
+      case 'Fn::If': {
+        const [name, yes, no] = arg;
+        return this.resolve(this.condition(name) ? yes : no);
+      }
+      case 'Fn::Equals': {
+        const [a, b] = this.resolve(arg);
+        return JSON.stringify(a) === JSON.stringify(b);
+      }
+      case 'Fn::Not': return !this.resolve(arg)[0];
+      case 'Fn::And': return this.resolve(arg).every(Boolean);
+      case 'Fn::Or': return this.resolve(arg).some(Boolean);
+      case 'Fn::Base64': return Buffer.from(String(this.resolve(arg))).toString('base64');
+      case 'Fn::GetAZs': return ['a', 'b', 'c'].map((z) => `${this.emulator.region}${z}`);
+      default: throw new StackFailure(`unsupported intrinsic function ${fn}`);
+    }
+  }
+
+  private outputs(template: Json): Record<string, string> {
+    const outputs: Record<string, string> = {};
+    for (const [name, output] of Object.entries<Json>(template?.Outputs ?? {})) {
+      if (output.Condition && !this.condition(output.Condition)) continue;
+      outputs[name] = String(this.resolve(output.Value));
+    }
+    return outputs;
+  }
+
+  private generatedName(id: string, max = 64): string {
+    return `${this.stackName}-${id}`.slice(0, max - 13) + `-${randomBytes(6).toString('hex').toUpperCase()}`;
+  }
+
+  private async createResource(id: string, definition: Json): Promise<Deployed> {
+    const type: string = definition.Type;
+    const properties = this.resolve(definition.Properties ?? {});
+    const base = { type, properties, deletionPolicy: definition.DeletionPolicy };
+    const { region, account } = this.emulator;
+    switch (true) {
+      case type === 'AWS::SecretsManager::Secret': {
+        const name = properties.Name ?? `${id}-${randomBytes(6).toString('base64url').slice(0, 12)}`;
+        const out = this.emulator.secretsManager.CreateSecret({
+          Name: name,
+          Description: properties.Description,
+          KmsKeyId: properties.KmsKeyId,
+          Tags: properties.Tags,
+          SecretString: properties.SecretString ?? (properties.GenerateSecretString ? randomBytes(24).toString('base64url') : undefined),
+        });
+        return { ...base, physicalId: out.ARN, attributes: { Id: out.ARN } };
+      }
+      case isCustom(type): {
+        const body = await this.invokeCustom(id, 'Create', properties);
+        return { ...base, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
+      }
+      case type === 'AWS::Lambda::Function': {
+        const name = properties.FunctionName ?? this.generatedName(id);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:lambda:${region}:${account}:function:${name}` } };
+      }
+      case type === 'AWS::IAM::Role': {
+        const name = properties.RoleName ?? this.generatedName(id);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:iam::${account}:role/${name}`, RoleId: `AROA${randomBytes(8).toString('hex').toUpperCase()}` } };
+      }
+      case type === 'AWS::Logs::LogGroup': {
+        const name = properties.LogGroupName ?? this.generatedName(id, 512);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:logs:${region}:${account}:log-group:${name}:*` } };
+      }
+      case type === 'AWS::KMS::Key': {
+        const keyId = randomUUID();
+        return { ...base, physicalId: keyId, attributes: { Arn: `arn:aws:kms:${region}:${account}:key/${keyId}`, KeyId: keyId } };
+      }
+      default: {
+        const physicalId = this.generatedName(id);
+        const service = type.split('::')[1]?.toLowerCase() ?? 'unknown';
+        return { ...base, physicalId, attributes: { Arn: `arn:aws:${service}:${region}:${account}:${physicalId}` } };
+      }
+    }
+  }
+
+  private async updateResource(id: string, definition: Json, old: Deployed, properties: Json): Promise<Deployed> {
+    if (definition.Type === 'AWS::SecretsManager::Secret') {
+      if (properties.Name !== old.properties.Name) return this.createResource(id, definition); // replacement
+      const secret = this.emulator.secretsManager.secrets.get(
+        [...this.emulator.secretsManager.secrets.values()].find((s) => s.arn === old.physicalId)!.name)!;
+      secret.description = properties.Description;
+      secret.kmsKeyId = properties.KmsKeyId;
+      secret.tags = properties.Tags ?? [];
+      return { ...old, properties, deletionPolicy: definition.DeletionPolicy };
+    }
+    if (isCustom(definition.Type)) {
+      const body = await this.invokeCustom(id, 'Update', properties, { physicalId: old.physicalId, oldProperties: old.properties });
+      return { ...old, properties, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
+    }
+    return { ...old, properties, deletionPolicy: definition.DeletionPolicy };
+  }
+
+  private async deleteResources(ids: string[], from: Map<string, Deployed>): Promise<void> {
+    for (const id of ids) {
+      const resource = from.get(id);
+      if (!resource) continue;
+      if (isCustom(resource.type)) {
+        await this.invokeCustom(id, 'Delete', resource.properties, { physicalId: resource.physicalId });
+      } else if (resource.type === 'AWS::SecretsManager::Secret' && !['Retain', 'RetainExceptOnCreate', 'Snapshot'].includes(resource.deletionPolicy ?? 'Delete')) {
+        this.emulator.secretsManager.DeleteSecret({ SecretId: resource.physicalId, ForceDeleteWithoutRecovery: true });
+      }
+    }
+  }
+
+  /** Sends one event to the custom resource's handler and returns its checked response; FAILED throws. */
+  private async invokeCustom(
+    logicalId: string, requestType: 'Create' | 'Update' | 'Delete', properties: Json,
+    extra: { physicalId?: string; oldProperties?: Json } = {},
+  ): Promise<ResponseBody> {
+    const functionArn = properties.ServiceToken;
+    const fnId = [...this.resources.entries()].find(([, r]) => r.type === 'AWS::Lambda::Function' && r.attributes.Arn === functionArn)?.[0];
+    if (!fnId) throw new StackFailure(`${logicalId}: ServiceToken ${functionArn} is not a function of this stack`);
+    const fn = this.resources.get(fnId)!;
+    const responseId = randomUUID();
+    const event = {
+      RequestType: requestType,
+      ServiceToken: functionArn,
+      ResponseURL: `${this.responseBase}/cloudformation-custom-resource-response/${responseId}?X-Amz-Algorithm=AWS4-HMAC-SHA256`
+        + `&X-Amz-Date=20261124T000000Z&X-Amz-Expires=7200&X-Amz-Signature=${randomBytes(32).toString('hex')}`,
+      StackId: this.stackId,
+      RequestId: randomUUID(),
+      LogicalResourceId: logicalId,
+      ResourceType: this.template?.Resources?.[logicalId]?.Type ?? 'Custom::Resource',
+      ...(extra.physicalId !== undefined ? { PhysicalResourceId: extra.physicalId } : {}),
+      ResourceProperties: stringify(properties),
+      ...(extra.oldProperties !== undefined ? { OldResourceProperties: stringify(extra.oldProperties) } : {}),
+    };
+    this.received.set(responseId, []);
+    const deliveries = this.options.deliverTwice ? 2 : 1;
+    let first: ResponseBody | undefined;
+    for (let i = 0; i < deliveries; i++) {
+      const invocation = await this.run(fn, logicalId, event, responseId);
+      first ??= invocation.responses[invocation.responses.length - 1]?.body;
+    }
+    this.received.delete(responseId);
+    if (!first) {
+      const timeout = this.timeoutSeconds(fn);
+      throw new StackFailure(`${logicalId}: no response from the custom resource before its function ended (timeout ${timeout} s); `
+        + 'CloudFormation would wait for the service timeout');
+    }
+    if (first.Status === 'FAILED') {
+      throw new StackFailure(`${logicalId}: ${first.Reason ?? 'FAILED without a reason'}`);
+    }
+    return first;
+  }
+
+  private timeoutSeconds(fn: Deployed): number {
+    return this.options.functionTimeoutSeconds ?? Number(fn.properties.Timeout ?? 3);
+  }
+
+  private assetDirOf(fn: Deployed): string {
+    const key = String(fn.properties.Code?.S3Key ?? '');
+    const hash = key.replace(/\.zip$/, '');
+    const assets = fs.readdirSync(this.assemblyDir).filter((f) => f.endsWith('.assets.json'))
+      .map((f) => JSON.parse(fs.readFileSync(path.join(this.assemblyDir, f), 'utf8')));
+    const source = assets.map((a) => a.files?.[hash]?.source).find(Boolean);
+    if (!source) throw new StackFailure(`function code ${key} is not an asset of ${this.assemblyDir}`);
+    return path.join(this.assemblyDir, source.path);
+  }
+
+  /** Runs the function's handler once in a child process with its environment and timeout. */
+  private async run(fn: Deployed, logicalId: string, event: Json, responseId: string): Promise<Invocation> {
+    const timeoutMs = this.timeoutSeconds(fn) * 1000;
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '',
+      AWS_REGION: this.emulator.region,
+      AWS_DEFAULT_REGION: this.emulator.region,
+      AWS_ACCESS_KEY_ID: 'ASIALOCALEMULATOR000',
+      AWS_SECRET_ACCESS_KEY: 'local-emulator-not-a-secret',
+      AWS_SESSION_TOKEN: 'local-emulator-session',
+      AWS_ENDPOINT_URL: this.emulator.endpoint,
+      AWS_CONFIG_FILE: '/nonexistent/aws-config',
+      AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/aws-credentials',
+      AWS_LAMBDA_FUNCTION_NAME: fn.physicalId,
+      AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(fn.properties.MemorySize ?? 128),
+      AWS_EXECUTION_ENV: `AWS_Lambda_${fn.properties.Runtime ?? 'nodejs'}`,
+      NODE_NO_WARNINGS: '1',
+      ...(fn.properties.Environment?.Variables ?? {}),
+    };
+    const child: ChildProcess = fork(path.join(__dirname, 'lambda-runner.js'), [], { env, silent: true, execArgv: [] });
+    let logs = '';
+    child.stdout!.on('data', (d) => (logs += d));
+    child.stderr!.on('data', (d) => (logs += d));
+    const received = this.received.get(responseId)!;
+    const before = received.length;
+    const ended = await new Promise<Invocation['ended']>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        resolve('timed out');
+      }, timeoutMs);
+      child.once('message', (m: { ok: boolean }) => {
+        clearTimeout(timer);
+        resolve(m.ok ? 'returned' : 'threw');
+      });
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve('crashed');
+      });
+      child.send({ assetDir: this.assetDirOf(fn), handler: fn.properties.Handler, event, timeoutMs, functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128 });
+    });
+    await new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once('exit', () => r())));
+    const responses = received.slice(before).map((raw) => ({ raw, body: this.check(event, raw) }));
+    const invocation: Invocation = { logicalId, event, responses, logs, ended };
+    this.invocations.push(invocation);
+    return invocation;
+  }
+
+  /** Checks a response as CloudFormation would, recording every problem; returns it parsed when usable. */
+  private check(event: Json, raw: string): ResponseBody | undefined {
+    const problem = (p: string) => this.problems.push(`${event.LogicalResourceId} ${event.RequestType}: ${p}`);
+    const bytes = Buffer.byteLength(raw);
+    if (bytes > 4096) problem(`response is ${bytes} bytes, over 4096`);
+    let body: ResponseBody;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      problem('response is not JSON');
+      return undefined;
+    }
+    if (body.Status !== 'SUCCESS' && body.Status !== 'FAILED') problem(`Status is ${JSON.stringify(body.Status)}`);
+    for (const key of ['StackId', 'RequestId', 'LogicalResourceId'] as const) {
+      if (body[key] !== event[key]) problem(`${key} is ${JSON.stringify(body[key])}, not the event's`);
+    }
+    if (typeof body.PhysicalResourceId !== 'string' || !body.PhysicalResourceId || body.PhysicalResourceId.length > 1024) {
+      problem(`PhysicalResourceId ${JSON.stringify(body.PhysicalResourceId)} is not a string of 1 to 1024 characters`);
+    }
+    if (event.RequestType !== 'Create' && body.Status === 'SUCCESS' && event.RequestType === 'Delete' && body.PhysicalResourceId !== event.PhysicalResourceId) {
+      problem('Delete answered with another PhysicalResourceId');
+    }
+    if (body.Status === 'FAILED' && !body.Reason) problem('FAILED without a Reason');
+    for (const [k, v] of Object.entries(body.Data ?? {})) if (typeof v !== 'string') problem(`Data.${k} is not a string`);
+    return body;
+  }
+}
+
+const NO_VALUE = Symbol('AWS::NoValue');

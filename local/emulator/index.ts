@@ -1,0 +1,199 @@
+/**
+ * A local stand-in for the AWS APIs the construct uses, on Node's own http server on 127.0.0.1. It speaks the
+ * AWS JSON 1.1 protocol as the AWS SDK for JavaScript v3 sends it (`POST /`, `x-amz-target`,
+ * `application/x-amz-json-1.1`, errors as `{"__type", "message"}`), so the real handler reaches it through
+ * AWS_ENDPOINT_URL with no code path of its own. Faults can be injected per operation.
+ */
+import * as http from 'node:http';
+import { AddressInfo, Socket } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { AwsError } from './errors';
+import { SecretsManager } from './secrets-manager';
+import { StorageGateway } from './storage-gateway';
+
+export { AwsError } from './errors';
+export { SecretsManager } from './secrets-manager';
+export { StorageGateway } from './storage-gateway';
+export type { ChapCredential } from './storage-gateway';
+
+const SERVICES = {
+  StorageGateway_20130630: 'storagegateway',
+  secretsmanager: 'secretsmanager',
+} as const;
+type Service = (typeof SERVICES)[keyof typeof SERVICES];
+
+/** Faults for one operation (or '*' for every operation). Counts are consumed call by call. */
+export interface Fault {
+  /** Added before every answer. */
+  latencyMs?: number;
+  /** The next N calls answer 400 ThrottlingException. */
+  throttle?: number;
+  /** The next N calls answer a 5xx error (500, 502, 503 in turn). */
+  serverErrors?: number;
+  /** The next N calls have their connection reset without an answer. */
+  resets?: number;
+  /** Every call waits forever (until the client gives up). */
+  hang?: boolean;
+  /** Every call fails with this error. */
+  failAll?: { type: string; status: number; message?: string };
+  /** Calls above this many per second (sliding window, across the operations that share the limit) are throttled. */
+  maxPerSecond?: number;
+}
+
+export interface Call {
+  readonly service: Service;
+  readonly operation: string;
+  readonly status: number;
+  readonly errorType?: string;
+  readonly at: number;
+}
+
+export interface EmulatorOptions {
+  readonly region?: string;
+  readonly account?: string;
+}
+
+export class Emulator {
+  readonly region: string;
+  readonly account: string;
+  readonly storageGateway = new StorageGateway();
+  readonly secretsManager: SecretsManager;
+  /** Every call answered (or reset), in order. */
+  readonly calls: Call[] = [];
+  private readonly faults = new Map<string, Fault>();
+  private readonly rateWindows = new Map<Fault, number[]>();
+  private readonly sockets = new Set<Socket>();
+  private server?: http.Server;
+  private url?: string;
+
+  constructor(options: EmulatorOptions = {}) {
+    this.region = options.region ?? 'us-east-1';
+    this.account = options.account ?? '111122223333';
+    this.secretsManager = new SecretsManager(this.region, this.account);
+  }
+
+  /** The endpoint for AWS_ENDPOINT_URL. */
+  get endpoint(): string {
+    if (!this.url) throw new Error('the emulator is not started');
+    return this.url;
+  }
+
+  /** Sets (replaces) the faults of `operations` ('*' for all); the same object is shared, so a rate limit spans them. */
+  inject(operations: string | string[], fault: Fault): void {
+    for (const op of [operations].flat()) this.faults.set(op, fault);
+  }
+
+  clearFaults(): void {
+    this.faults.clear();
+    this.rateWindows.clear();
+  }
+
+  /** Calls of one operation (or all), optionally only those that succeeded. */
+  callsOf(operation?: string, succeeded = false): Call[] {
+    return this.calls.filter((c) => (!operation || c.operation === operation) && (!succeeded || c.status === 200));
+  }
+
+  async start(port = 0): Promise<this> {
+    this.server = http.createServer((req, res) => void this.handle(req, res));
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private record(service: Service, operation: string, status: number, errorType?: string): void {
+    this.calls.push({ service, operation, status, errorType, at: Date.now() });
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const target = String(req.headers['x-amz-target'] ?? '');
+    const [prefix, operation = ''] = target.split('.');
+    const service = SERVICES[prefix as keyof typeof SERVICES];
+    const send = (status: number, body: Record<string, unknown>) => {
+      const json = JSON.stringify(body);
+      res.writeHead(status, {
+        'content-type': 'application/x-amz-json-1.1',
+        'content-length': Buffer.byteLength(json),
+        'x-amzn-requestid': randomUUID(),
+        ...(status >= 400 ? { 'x-amzn-errortype': String(body.__type) } : {}),
+      });
+      res.end(json);
+    };
+    const fail = (error: AwsError) => {
+      this.record(service, operation, error.status, error.type);
+      send(error.status, error.body());
+    };
+
+    if (req.method !== 'POST' || req.url !== '/' || !service) {
+      return fail(new AwsError('UnknownOperationException', `Unknown operation ${JSON.stringify(target)}`));
+    }
+    if (!String(req.headers['content-type'] ?? '').startsWith('application/x-amz-json-1.1')) {
+      return fail(new AwsError('SerializationException', 'Expected content type application/x-amz-json-1.1'));
+    }
+    if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=')) {
+      return fail(new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token', 403));
+    }
+    const api = (service === 'storagegateway' ? this.storageGateway : this.secretsManager) as unknown as
+      Record<string, ((input: Record<string, unknown>) => unknown) | undefined>;
+    if (!/^[A-Z]/.test(operation) || typeof api[operation] !== 'function') {
+      return fail(new AwsError('UnknownOperationException', `Unknown operation ${operation}`));
+    }
+
+    const fault = this.faults.get(operation) ?? this.faults.get('*');
+    if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
+    if (fault?.hang) return; // never answers; the client's timeout or abort ends it
+    if (fault?.resets && fault.resets > 0) {
+      fault.resets--;
+      this.record(service, operation, 0, 'ConnectionReset');
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.throttle && fault.throttle > 0) {
+      fault.throttle--;
+      return fail(new AwsError('ThrottlingException', 'Rate exceeded'));
+    }
+    if (fault?.maxPerSecond !== undefined) {
+      const now = Date.now();
+      const window = (this.rateWindows.get(fault) ?? []).filter((t) => now - t < 1000);
+      this.rateWindows.set(fault, window);
+      if (window.length >= fault.maxPerSecond) return fail(new AwsError('ThrottlingException', 'Rate exceeded'));
+      window.push(now);
+    }
+    if (fault?.serverErrors && fault.serverErrors > 0) {
+      const status = [500, 502, 503][fault.serverErrors-- % 3];
+      const type = status === 500 ? (service === 'storagegateway' ? 'InternalServerError' : 'InternalServiceError') : 'ServiceUnavailable';
+      return fail(new AwsError(type, 'An internal error occurred', status));
+    }
+    if (fault?.failAll) return fail(new AwsError(fault.failAll.type, fault.failAll.message ?? 'Injected failure', fault.failAll.status));
+
+    let input: Record<string, unknown>;
+    try {
+      input = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
+    } catch {
+      return fail(new AwsError('SerializationException', 'Start of structure or map found where not expected'));
+    }
+    try {
+      const output = api[operation]!.call(service === 'storagegateway' ? this.storageGateway : this.secretsManager, input);
+      this.record(service, operation, 200);
+      send(200, JSON.parse(JSON.stringify(output ?? {})));
+    } catch (error) {
+      if (error instanceof AwsError) return fail(error);
+      return fail(new AwsError(service === 'storagegateway' ? 'InternalServerError' : 'InternalServiceError', 'An internal error occurred', 500));
+    }
+  }
+}
+
+/** Starts an emulator on a free port of 127.0.0.1. */
+export async function startEmulator(options?: EmulatorOptions): Promise<Emulator> {
+  return new Emulator(options).start();
+}
