@@ -64,7 +64,10 @@ const PSEUDO = (stackName: string, stackId: string, region: string, account: str
   'AWS::StackName': stackName, 'AWS::StackId': stackId, 'AWS::NotificationARNs': '',
 });
 
-class StackFailure extends Error {}
+class StackFailure extends Error {
+  /** The resource whose handler answered FAILED, with the physical id it answered (CloudFormation later deletes it). */
+  failed?: { logicalId: string; physicalId: string };
+}
 
 /** CloudFormation hands custom resources every scalar as a string. */
 function stringify(value: Json): Json {
@@ -163,7 +166,16 @@ export class LocalCloudFormation {
       return { status: 'CREATE_COMPLETE', outputs: this.outputs(template) };
     } catch (error) {
       const reason = (error as Error).message;
-      await this.deleteResources([...this.resources.keys()].reverse(), this.resources).catch(() => undefined);
+      const failed = (error as StackFailure).failed;
+      if (failed) {
+        // As CloudFormation does, the rollback sends Delete to a custom resource whose Create failed.
+        const definition = template.Resources[failed.logicalId];
+        this.resources.set(failed.logicalId, {
+          type: definition.Type, physicalId: failed.physicalId, attributes: {}, properties: this.resolve(definition.Properties ?? {}),
+        });
+      }
+      await this.deleteResources([...this.resources.keys()].reverse(), this.resources)
+        .catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       this.resources = new Map();
       this.template = undefined;
       return { status: 'ROLLBACK_COMPLETE', reason, outputs: {} };
@@ -196,6 +208,13 @@ export class LocalCloudFormation {
       }
     } catch (error) {
       const reason = (error as Error).message;
+      const failed = (error as StackFailure).failed;
+      // The resource that failed its Update is rolled back too, from the properties it failed with.
+      if (failed && before.has(failed.logicalId) && !created.includes(failed.logicalId)) {
+        const old = before.get(failed.logicalId)!;
+        this.resources.set(failed.logicalId, { ...old, physicalId: failed.physicalId, properties: this.resolve(template.Resources[failed.logicalId].Properties ?? {}) });
+        updated.push(failed.logicalId);
+      }
       await this.rollBack(before, updated, created).catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       this.resources = before;
       this.template = beforeTemplate;
@@ -457,7 +476,9 @@ export class LocalCloudFormation {
         + 'CloudFormation would wait for the service timeout');
     }
     if (first.Status === 'FAILED') {
-      throw new StackFailure(`${logicalId}: ${first.Reason ?? 'FAILED without a reason'}`);
+      const failure = new StackFailure(`${logicalId}: ${first.Reason ?? 'FAILED without a reason'}`);
+      failure.failed = { logicalId, physicalId: first.PhysicalResourceId };
+      throw failure;
     }
     return first;
   }
