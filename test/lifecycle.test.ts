@@ -3,6 +3,7 @@
  * driver, calling the emulator through the real AWS SDK over HTTP on 127.0.0.1. Each test starts from a clean
  * emulator; the driver checks every response (ids, 4096 bytes, flat Data) and each test ends with no problem found.
  */
+import { RemovalPolicy } from 'aws-cdk-lib';
 import { DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN } from './fixtures';
 import { LocalCloud, STACK, assemblyText, removeAssemblies, synth } from './local-stack';
 
@@ -100,6 +101,15 @@ test('a new target ARN replaces the resource: the new pairs are stored and the o
   const events = cloud.cfn.invocations.map((i) => [i.event.RequestType, i.event.PhysicalResourceId]);
   expect(events).toEqual([['Create', undefined], ['Update', `chap:${DOC_TARGET_ARN}`], ['Delete', `chap:${DOC_TARGET_ARN}`]]);
   expect(cloud.cfn.invocations[1].responses[0].body!.PhysicalResourceId).toBe(`chap:${OTHER_TARGET_ARN}`);
+});
+
+test('stack delete keeps the secrets whose DeletionPolicy is Retain', async () => {
+  cloud.emulator.storageGateway.addTarget(DOC_TARGET_ARN, [cloud.credential(HOST_A)]);
+  await cloud.cfn.deploy(synthesized({ targetArn: DOC_TARGET_ARN, initiators: [HOST_A], removalPolicy: RemovalPolicy.RETAIN }), STACK);
+  expect((await cloud.cfn.destroy()).status).toBe('DELETE_COMPLETE');
+  const kept = [...cloud.emulator.secretsManager.secrets.values()];
+  expect(kept).toHaveLength(2);
+  expect(kept.every((s) => s.deletedDate === undefined)).toBe(true);
 });
 
 test('a stack deleted and created again with the same secret names deploys cleanly', async () => {
