@@ -7,7 +7,7 @@ import {
   Attr, InitiatorProp, Prop, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
   initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
 } from './api';
-import { ChapCredentialsProvider, SERVICE_TIMEOUT } from './provider';
+import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
 
 /** Properties of a {@link ChapCredentials}. */
 export interface ChapCredentialsProps {
@@ -104,6 +104,15 @@ export class ChapCredentials extends Construct {
     const newSecret = (secretId: string, description: string, secretName?: string) => {
       const secret = new secretsmanager.Secret(this, secretId, { description, secretName, encryptionKey: props.encryptionKey });
       secret.applyRemovalPolicy(removalPolicy);
+      acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
+        'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
+        + '(UpdateChapCredentials) and copied here on the next deploy. A Secrets Manager rotation would change the copy, not '
+        + 'the credentials the gateway checks.');
+      if (!props.encryptionKey) {
+        acknowledge(secret, ['NIST.800.53.R5-SecretsManagerUsingKMSKey'],
+          'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
+          + 'managed key to meet this control.');
+      }
       return secret;
     };
 

@@ -38,13 +38,13 @@ describe('ChapCredentials resources', () => {
     template.hasOutput('*', { Value: { 'Fn::GetAtt': [logicalIdOf(stack, chap.resource), Attr.InitiatorNames] } });
   });
 
-  test('the handler is the prebundled asset, Node.js 22 on arm64, with a timeout below the service timeout', () => {
+  test('the handler is the prebundled asset, Node.js 24 on arm64, with a timeout below the service timeout', () => {
     const stack = newStack();
     new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Handler: 'index.handler',
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Architectures: ['arm64'],
       Timeout: 120,
       Code: { S3Bucket: Match.anyValue(), S3Key: Match.stringLikeRegexp('\\.zip$') },
@@ -210,6 +210,51 @@ describe('one provider per stack', () => {
         });
       }
     }
+  });
+
+  test('a second construct adds its target and secret ARNs to the same statements, and nothing else', () => {
+    const policyOf = (count: number) => {
+      const stack = newStack();
+      for (let n = 1; n <= count; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n), initiators: n === 2 ? [HOST_A] : undefined });
+      const template = Template.fromStack(stack);
+      return Object.values(template.findResources('AWS::IAM::Role'))[0].Properties.Policies[0].PolicyDocument.Statement;
+    };
+    const one = policyOf(1);
+    const two = policyOf(2);
+    expect(two.map((s: { Sid: string; Action: unknown }) => [s.Sid, s.Action])).toEqual(one.map((s: { Sid: string; Action: unknown }) => [s.Sid, s.Action]));
+    expect(two[0].Resource).toEqual([targetArn(1), targetArn(2)]);
+    expect(two[1].Resource).toEqual([
+      one[1].Resource,
+      { Ref: expect.stringMatching(/^Chap2TargetSecret/) },
+      { Ref: expect.stringMatching(/^Chap2Initiatoriqn199105/) },
+    ]);
+    expect(two[2]).toEqual(one[2]);
+  });
+
+  test('with a customer key of the stack, the log group is encrypted with it and the key lets CloudWatch Logs use it', () => {
+    const stack = newStack();
+    const key = new kms.Key(stack, 'Key');
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, encryptionKey: key });
+    const template = Template.fromStack(stack);
+    const keyId = stack.getLogicalId(key.node.defaultChild as never);
+    template.hasResourceProperties('AWS::Logs::LogGroup', { KmsKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
+    template.hasResourceProperties('AWS::KMS::Key', {
+      KeyPolicy: {
+        Statement: Match.arrayWith([Match.objectLike({
+          Sid: 'ChapCredentialsLogGroup',
+          Principal: { Service: 'logs.us-east-1.amazonaws.com' },
+          Condition: {
+            ArnLike: { 'kms:EncryptionContext:aws:logs:arn': { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':logs:us-east-1:111122223333:log-group:*']] } },
+          },
+        })]),
+      },
+    });
+  });
+
+  test('without a customer key the log group has no KMS key', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, encryptionKey: kms.Key.fromKeyArn(stack, 'Imported', 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab') });
+    Template.fromStack(stack).hasResourceProperties('AWS::Logs::LogGroup', { KmsKeyId: Match.absent() });
   });
 
   test('a customer KMS key may be used only through Secrets Manager, and only that key', () => {
