@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Aspects, Duration, IAspect, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { Aspects, CfnOutput, CfnResource, Duration, IAspect, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -20,6 +20,10 @@ export const SERVICE_TIMEOUT = Duration.minutes(5);
 export function acknowledge(scope: IConstruct, ids: readonly string[], reason: string): void {
   for (const id of ids) Validations.of(scope).acknowledge({ id, reason });
 }
+
+/** CloudFormation's limits for one stack. */
+export const MAX_STACK_OUTPUTS = 200;
+export const MAX_STACK_RESOURCES = 500;
 
 /** What one ChapCredentials asks of the stack's provider. */
 export interface ProviderRegistration {
@@ -57,6 +61,8 @@ export class ChapCredentialsProvider extends Construct {
 
   private constructor(scope: Construct, id: string) {
     super(scope, id);
+    const stack = Stack.of(this);
+    stack.node.addValidation({ validate: () => stackLimitErrors(stack) });
     if (!fs.existsSync(path.join(HANDLER_ASSET_DIR, 'index.js'))) {
       throw new Error(`The ChapCredentials handler bundle is missing at ${HANDLER_ASSET_DIR}: run 'npm run build' first`);
     }
@@ -147,4 +153,21 @@ export class ChapCredentialsProvider extends Construct {
     }));
     logGroup.kmsKeyId = key.keyArn;
   }
+}
+
+/** The stack's outputs and resources against CloudFormation's limits, checked when the app synthesizes. */
+function stackLimitErrors(stack: Stack): string[] {
+  const all = stack.node.findAll();
+  const outputs = all.filter((c) => c instanceof CfnOutput).length;
+  const resources = all.filter((c) => c instanceof CfnResource).length;
+  const errors: string[] = [];
+  if (outputs > MAX_STACK_OUTPUTS) {
+    errors.push(`'outputInitiatorNames' must leave stack '${stack.stackName}' at most ${MAX_STACK_OUTPUTS} outputs `
+      + `(CloudFormation's limit), got ${outputs}; set outputInitiatorNames: false on some ChapCredentials`);
+  }
+  if (resources > MAX_STACK_RESOURCES) {
+    errors.push(`stack '${stack.stackName}' must hold at most ${MAX_STACK_RESOURCES} resources (CloudFormation's limit), `
+      + `got ${resources}; spread the ChapCredentials over more stacks`);
+  }
+  return errors;
 }

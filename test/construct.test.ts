@@ -306,6 +306,28 @@ describe('validation at synth', () => {
     expect(() => new ChapCredentials(newStack(), 'Chap', props as never)).toThrow(message);
   });
 
+  test('more outputs than CloudFormation allows fail the synth, naming the prop, the limit and the count', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Many');
+    for (let n = 0; n < 201; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) });
+    expect(() => app.synth()).toThrow(
+      /'outputInitiatorNames' must leave stack 'Many' at most 200 outputs \(CloudFormation's limit\), got 201; set outputInitiatorNames: false/);
+  });
+
+  test('more resources than CloudFormation allows fail the synth, naming the limit and the count', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Huge');
+    for (let n = 0; n < 250; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n), outputInitiatorNames: false });
+    expect(() => app.synth()).toThrow(/stack 'Huge' must hold at most 500 resources \(CloudFormation's limit\), got 503/);
+  });
+
+  test('200 targets with their outputs fit in one stack', () => {
+    const app = new App();
+    const stack = new Stack(app, 'Full');
+    for (let n = 0; n < 200; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) });
+    expect(() => app.synth()).not.toThrow();
+  });
+
   test.each([
     ['the documentation example (upper-case gateway id)', DOC_ARN],
     ['a GovCloud ARN', 'arn:aws-us-gov:storagegateway:us-gov-west-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v'],
