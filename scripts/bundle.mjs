@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const outdir = join(root, 'assets', 'handler');
+// The output folder may be given (the reproducibility test builds twice elsewhere).
+const outdir = process.argv[2] ?? join(root, 'assets', 'handler');
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 
@@ -27,4 +28,4 @@ const result = await build({
   logLevel: 'warning',
 });
 const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
-console.log(`handler bundle: ${outdir}/index.js, ${bytes} bytes`);
+if (!process.argv[2]) console.log(`handler bundle: ${outdir}/index.js, ${bytes} bytes`);

@@ -1,0 +1,61 @@
+/** Reproducibility: the same sources give the same handler bytes, templates and asset hashes; the lockfile pins all. */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App, Stack } from 'aws-cdk-lib';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { ChapCredentials } from '../lib';
+import { DOC_TARGET_ARN, HOST_A } from './fixtures';
+
+const ROOT = path.join(__dirname, '..');
+const temp: string[] = [];
+const tempDir = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-repro-'));
+  temp.push(dir);
+  return dir;
+};
+afterAll(() => temp.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+
+test('two clean builds of the handler give byte-identical bundles, equal to the one the construct ships', () => {
+  const [a, b] = [tempDir(), tempDir()];
+  for (const dir of [a, b]) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), dir], { cwd: ROOT });
+  const first = fs.readFileSync(path.join(a, 'index.js'));
+  expect(first.equals(fs.readFileSync(path.join(b, 'index.js')))).toBe(true);
+  expect(first.equals(fs.readFileSync(path.join(ROOT, 'assets', 'handler', 'index.js')))).toBe(true);
+  expect(fs.readdirSync(a)).toEqual(['index.js']); // no source map or metafile beside it
+});
+
+test('two synths of the same app give identical templates and asset hashes', () => {
+  const synth = () => {
+    const app = new App({ outdir: tempDir() });
+    const stack = new Stack(app, 'Repro');
+    const key = new kms.Key(stack, 'Key');
+    new ChapCredentials(stack, 'A', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], encryptionKey: key });
+    new ChapCredentials(stack, 'B', { targetArn: DOC_TARGET_ARN.replace('myvolume', 'other') });
+    const artifact = app.synth().getStackByName('Repro');
+    const assets = JSON.parse(fs.readFileSync(path.join(app.outdir, 'Repro.assets.json'), 'utf8'));
+    return { template: fs.readFileSync(artifact.templateFullPath, 'utf8'), hashes: Object.keys(assets.files).sort() };
+  };
+  const one = synth();
+  const two = synth();
+  expect(two.template).toBe(one.template);
+  expect(two.hashes).toEqual(one.hashes);
+  expect(one.hashes).toHaveLength(2); // the handler bundle and the template
+});
+
+test('the lockfile pins every package, and package.json names exact versions', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  for (const [name, version] of Object.entries<string>(pkg.devDependencies)) {
+    expect(`${name}@${version}`).toMatch(/@\d+\.\d+\.\d+$/);
+  }
+  const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8'));
+  expect(lock.lockfileVersion).toBe(3);
+  const unpinned = Object.entries<{ version?: string; integrity?: string; link?: boolean; inBundle?: boolean }>(lock.packages)
+    .filter(([p, entry]) => p !== '' && !entry.link && !entry.inBundle && (!entry.version || !entry.integrity)) // bundled ones ride on their parent's integrity
+    .map(([p]) => p);
+  expect(unpinned).toEqual([]);
+  for (const [name, version] of Object.entries<string>(pkg.devDependencies)) {
+    expect(lock.packages[`node_modules/${name}`].version).toBe(version);
+  }
+});
