@@ -11,13 +11,16 @@ import { secretValue } from './fixtures';
 export const STACK = 'Lifecycle';
 const assemblies: string[] = [];
 
-/** Synthesizes a stack named `Lifecycle` holding one ChapCredentials per props object; returns the cdk.out folder. */
-export function synth(...props: ChapCredentialsProps[]): string {
+/**
+ * Synthesizes a stack named `Lifecycle` holding one ChapCredentials per props object (or built by a function);
+ * returns the cdk.out folder.
+ */
+export function synth(...props: (ChapCredentialsProps | ((stack: Stack) => void))[]): string {
   const outdir = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-assembly-'));
   assemblies.push(outdir);
   const app = new App({ outdir });
   const stack = new Stack(app, STACK);
-  props.forEach((p, i) => new ChapCredentials(stack, props.length === 1 ? 'Chap' : `Chap${i}`, p));
+  props.forEach((p, i) => (typeof p === 'function' ? p(stack) : new ChapCredentials(stack, props.length === 1 ? 'Chap' : `Chap${i}`, p)));
   app.synth();
   return outdir;
 }
