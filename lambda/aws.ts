@@ -10,9 +10,17 @@ import { ChapPair } from '../lib/api';
 /** Attempts per call (the SDK default is 3): rides out a throttling burst without holding CloudFormation long. */
 export const MAX_ATTEMPTS = 6;
 
+/** Sockets per client: every secret of a request is read (then written) in one parallel round. */
+const MAX_SOCKETS = 256;
+
 const clientConfig = {
   maxAttempts: MAX_ATTEMPTS,
-  requestHandler: { connectionTimeout: 5_000, requestTimeout: 20_000 },
+  requestHandler: {
+    connectionTimeout: 5_000,
+    requestTimeout: 20_000,
+    httpAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+    httpsAgent: { keepAlive: true, maxSockets: MAX_SOCKETS },
+  },
 };
 
 let storageGateway: StorageGatewayClient | undefined;

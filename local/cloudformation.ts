@@ -160,8 +160,11 @@ export class LocalCloudFormation {
   private async create(template: Json): Promise<StackResult> {
     this.template = template;
     try {
-      for (const id of this.order(template)) {
-        this.resources.set(id, await this.createResource(id, template.Resources[id]));
+      // As CloudFormation does, resources whose dependencies are in place are created in parallel.
+      for (const level of this.levels(template)) {
+        const settled = await Promise.allSettled(level.map(async (id) => this.resources.set(id, await this.createResource(id, template.Resources[id]))));
+        const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failure) throw failure.reason;
       }
       return { status: 'CREATE_COMPLETE', outputs: this.outputs(template) };
     } catch (error) {
@@ -180,6 +183,29 @@ export class LocalCloudFormation {
       this.template = undefined;
       return { status: 'ROLLBACK_COMPLETE', reason, outputs: {} };
     }
+  }
+
+  /** The creation order cut into levels: each level depends only on the levels before it. */
+  private levels(template: Json): string[][] {
+    const order = this.order(template);
+    const level = new Map<string, number>();
+    for (const id of order) {
+      const deps = this.dependencies(template, id).filter((d) => level.has(d));
+      level.set(id, deps.length ? Math.max(...deps.map((d) => level.get(d)!)) + 1 : 0);
+    }
+    const levels: string[][] = [];
+    for (const id of order) (levels[level.get(id)!] ??= []).push(id);
+    return levels;
+  }
+
+  /**
+   * Sends an Update with unchanged properties to a custom resource, as CloudFormation does when a property the
+   * handler ignores changes; returns the response.
+   */
+  async updateUnchanged(logicalId: string): Promise<ResponseBody> {
+    const resource = this.resources.get(logicalId);
+    if (!resource || !isCustom(resource.type)) throw new Error(`${logicalId} is not a deployed custom resource`);
+    return this.invokeCustom(logicalId, 'Update', resource.properties, { physicalId: resource.physicalId, oldProperties: resource.properties });
   }
 
   private async update(template: Json): Promise<StackResult> {
@@ -239,11 +265,12 @@ export class LocalCloudFormation {
     await this.deleteResources([...created].reverse(), this.resources);
   }
 
-  /** Creation order: every resource after those it references or depends on; skipped when its Condition is false. */
-  private order(template: Json): string[] {
+  /** The resources `id` references or depends on. */
+  private dependencies(template: Json, id: string): string[] {
     const resources = template.Resources ?? {};
-    const deps = (value: Json, out: Set<string>): Set<string> => {
-      if (Array.isArray(value)) value.forEach((v) => deps(v, out));
+    const out = new Set<string>();
+    const walk = (value: Json) => {
+      if (Array.isArray(value)) value.forEach(walk);
       else if (value && typeof value === 'object') {
         if (typeof value.Ref === 'string' && resources[value.Ref]) out.add(value.Ref);
         if (value['Fn::GetAtt']) out.add([value['Fn::GetAtt']].flat()[0].split('.')[0]);
@@ -251,20 +278,27 @@ export class LocalCloudFormation {
           const text = [value['Fn::Sub']].flat()[0] as string;
           for (const m of text.matchAll(/\$\{([^}.!]+)/g)) if (resources[m[1]]) out.add(m[1]);
         }
-        Object.values(value).forEach((v) => deps(v, out));
+        Object.values(value).forEach(walk);
       }
-      return out;
     };
+    walk(resources[id]);
+    for (const d of [resources[id].DependsOn ?? []].flat()) out.add(d);
+    return [...out].filter((d) => resources[d]);
+  }
+
+  /** Creation order: every resource after those it references or depends on; skipped when its Condition is false. */
+  private order(template: Json): string[] {
+    const resources = template.Resources ?? {};
     const sorted: string[] = [];
     const state = new Map<string, 'visiting' | 'done'>();
     const visit = (id: string) => {
       if (state.get(id) === 'done') return;
       if (state.get(id) === 'visiting') throw new Error(`circular dependency at ${id}`);
       state.set(id, 'visiting');
-      const r = resources[id];
-      for (const d of [...deps(r, new Set()), ...[r.DependsOn ?? []].flat()]) if (resources[d]) visit(d);
+      this.dependencies(template, id).forEach(visit);
       state.set(id, 'done');
-      if (!r.Condition || this.condition(r.Condition)) sorted.push(id);
+      const condition = resources[id].Condition;
+      if (!condition || this.condition(condition)) sorted.push(id);
     };
     Object.keys(resources).forEach(visit);
     return sorted;

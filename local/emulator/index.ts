@@ -45,6 +45,8 @@ export interface Call {
   readonly operation: string;
   readonly status: number;
   readonly errorType?: string;
+  /** When the request arrived and when it was answered (ms since the epoch). */
+  readonly started: number;
   readonly at: number;
 }
 
@@ -88,6 +90,22 @@ export class Emulator {
     this.rateWindows.clear();
   }
 
+  /**
+   * Round trips among `calls`: the most calls that ran one after another without overlapping. Calls made in
+   * parallel overlap, so this counts the sequential stages a handler waited through.
+   */
+  static roundTrips(calls: readonly Call[]): number {
+    let count = 0;
+    let free = -Infinity;
+    for (const call of [...calls].sort((a, b) => a.at - b.at)) {
+      if (call.started >= free) {
+        count++;
+        free = call.at;
+      }
+    }
+    return count;
+  }
+
   /** Calls of one operation (or all), optionally only those that succeeded. */
   callsOf(operation?: string, succeeded = false): Call[] {
     return this.calls.filter((c) => (!operation || c.operation === operation) && (!succeeded || c.status === 200));
@@ -109,11 +127,12 @@ export class Emulator {
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 
-  private record(service: Service, operation: string, status: number, errorType?: string): void {
-    this.calls.push({ service, operation, status, errorType, at: Date.now() });
+  private record(service: Service, operation: string, started: number, status: number, errorType?: string): void {
+    this.calls.push({ service, operation, status, errorType, started, at: Date.now() });
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const started = Date.now();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const target = String(req.headers['x-amz-target'] ?? '');
@@ -130,7 +149,7 @@ export class Emulator {
       res.end(json);
     };
     const fail = (error: AwsError) => {
-      this.record(service, operation, error.status, error.type);
+      this.record(service, operation, started, error.status, error.type);
       send(error.status, error.body());
     };
 
@@ -154,7 +173,7 @@ export class Emulator {
     if (fault?.hang) return; // never answers; the client's timeout or abort ends it
     if (fault?.resets && fault.resets > 0) {
       fault.resets--;
-      this.record(service, operation, 0, 'ConnectionReset');
+      this.record(service, operation, started, 0, 'ConnectionReset');
       req.socket.destroy();
       return;
     }
@@ -184,7 +203,7 @@ export class Emulator {
     }
     try {
       const output = api[operation]!.call(service === 'storagegateway' ? this.storageGateway : this.secretsManager, input);
-      this.record(service, operation, 200);
+      this.record(service, operation, started, 200);
       send(200, JSON.parse(JSON.stringify(output ?? {})));
     } catch (error) {
       if (error instanceof AwsError) return fail(error);
