@@ -95,14 +95,20 @@ export interface SecretWrite {
   readonly value: string;
 }
 
+/** The current values of `secretArns`, read in one parallel round (undefined where a secret has none yet). */
+export function currentValues(secretArns: readonly string[], abortSignal?: AbortSignal): Promise<(string | undefined)[]> {
+  return Promise.all(secretArns.map((arn) => currentValue(arn, abortSignal)));
+}
+
 /**
- * Writes each value whose secret does not already hold it, in two rounds (read all, then write the changed),
- * and returns the ARNs written. `requestKey` identifies the request: a redelivered request reuses the same
+ * Writes, in one parallel round, each value its secret does not already hold (`current`, from `currentValues`), and
+ * returns the ARNs written. `requestKey` identifies the request: a redelivered request reuses the same
  * ClientRequestToken, so Secrets Manager never stores a duplicate version.
  */
-export async function writeChangedSecrets(writes: readonly SecretWrite[], requestKey: string, abortSignal?: AbortSignal): Promise<string[]> {
-  const current = await Promise.all(writes.map((w) => currentValue(w.secretArn, abortSignal)));
-  const changed = writes.filter((w, i) => current[i] !== w.value);
+export async function writeChangedSecrets(
+  writes: readonly SecretWrite[], current: ReadonlyMap<string, string | undefined>, requestKey: string, abortSignal?: AbortSignal,
+): Promise<string[]> {
+  const changed = writes.filter((w) => current.get(w.secretArn) !== w.value);
   await Promise.all(changed.map((w) => call('PutSecretValue', `secret ${w.secretArn}`, () => sm().send(new PutSecretValueCommand({
     SecretId: w.secretArn,
     SecretString: w.value,

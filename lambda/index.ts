@@ -11,10 +11,10 @@ import type {
   Context,
 } from 'aws-lambda';
 import {
-  Attr, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, TargetSecretValue,
+  Attr, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
   TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
-import { describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
+import { currentValues, describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
 import { dataBudget, Outcome, responseBody, sendResponse } from './response';
 
 /** Secrets Manager's limit for one secret value. */
@@ -87,24 +87,48 @@ function secretJson(value: TargetSecretValue | ChapPair, property: string): stri
   return json;
 }
 
-/** Reads the target's pairs, writes what changed, and returns the response Data. */
-async function sync(event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal) {
-  const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
-  const pairs = await describeChapCredentials(input.targetArn, signal);
+/**
+ * Reads the target's pairs and writes every secret whose value changed; returns the pairs. With `keepStored`
+ * (a scheduled refresh), an empty pair list leaves the target secret as it is: a refresh never blanks a secret.
+ */
+async function syncSecrets(input: Input, requestKey: string, signal?: AbortSignal, keepStored = false): Promise<ChapPair[]> {
+  // Two rounds of calls, whatever the number of initiators: the target and the stored values are read together,
+  // then every changed value is written together.
+  const secretArns = [input.targetSecretArn, ...input.initiators.map((d) => d.secretArn)];
+  const [pairs, values] = await Promise.all([describeChapCredentials(input.targetArn, signal), currentValues(secretArns, signal)]);
+  const current = new Map(secretArns.map((arn, i) => [arn, values[i]]));
   const byName = new Map(pairs.map((p) => [p.initiatorName, p]));
   const missing = input.initiators.filter((d) => !byName.has(d.name)).map((d) => d.name);
   if (missing.length) {
     throw new HandlerError(`declared initiator(s) ${missing.join(', ')} have no CHAP credentials on target ${input.targetArn} `
       + `(it reports ${pairs.length ? pairs.map((p) => p.initiatorName).join(', ') : 'none'})`);
   }
+  const keep = keepStored && pairs.length === 0;
+  if (keep) log('kept', { target: input.targetArn, why: 'the target reports no CHAP credentials; a refresh does not blank the stored value' });
   const writes = [
-    { secretArn: input.targetSecretArn, value: secretJson({ targetArn: input.targetArn, chapCredentials: pairs }, 'target') },
+    ...(keep ? [] : [{ secretArn: input.targetSecretArn, value: secretJson({ targetArn: input.targetArn, chapCredentials: pairs }, 'target') }]),
     ...input.initiators.map((d) => ({ secretArn: d.secretArn, value: secretJson(byName.get(d.name)!, `initiator ${d.name}`) })),
   ];
-  const written = await writeChangedSecrets(writes, `${event.StackId}\n${event.RequestId}`, signal);
+  const written = await writeChangedSecrets(writes, current, requestKey, signal);
   log('synced', { target: input.targetArn, pairs: pairs.length, secretsWritten: written.length, secretsUnchanged: writes.length - written.length });
+  return pairs;
+}
+
+/** Create and Update: sync, then answer with the initiator names. */
+async function sync(event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal) {
+  const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
+  const pairs = await syncSecrets(input, `${event.StackId}\n${event.RequestId}`, signal);
   const physicalId = physicalResourceId(input.targetArn);
   return { status: 'SUCCESS', physicalResourceId: physicalId, data: initiatorData(pairs.map((p) => p.initiatorName), dataBudget(event, physicalId)) } as const;
+}
+
+/**
+ * A scheduled refresh (EventBridge): the same sync, for the properties the schedule carries. `requestKey` is the
+ * invocation's request id, which Lambda keeps when it retries, so a retry never stores a duplicate version.
+ */
+export async function onRefresh(event: RefreshEvent, requestKey: string, signal?: AbortSignal): Promise<void> {
+  const input = parseProperties(event[REFRESH_EVENT_KEY]);
+  await syncSecrets(input, `refresh\n${requestKey}`, signal, true);
 }
 
 export async function onCreate(event: CloudFormationCustomResourceCreateEvent, signal?: AbortSignal): Promise<Outcome> {
@@ -152,10 +176,8 @@ export function responseReserveMs(remainingMs: number): number {
   return Math.min(10_000, Math.max(1_000, Math.floor(remainingMs / 4)));
 }
 
-/** Runs the logic against the function's deadline, then always answers CloudFormation. */
-export async function handler(event: CloudFormationCustomResourceEvent, context: Context): Promise<void> {
-  const where = { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId };
-  log('request', where);
+/** Runs `work` against the function's deadline: it fails with a reason naming what was pending when time ran out. */
+async function withDeadline<T>(context: Context, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const remaining = context.getRemainingTimeInMillis();
   const budgetMs = remaining - responseReserveMs(remaining);
   const abort = new AbortController();
@@ -168,13 +190,40 @@ export async function handler(event: CloudFormationCustomResourceEvent, context:
       abort.abort();
     }, budgetMs);
   });
-  let outcome: Outcome;
   try {
-    outcome = await Promise.race([onEvent(event, abort.signal), deadline]);
-  } catch (error) {
-    outcome = { status: 'FAILED', physicalResourceId: fallbackPhysicalId(event), reason: reasonFor(error) };
+    return await Promise.race([work(abort.signal), deadline]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+export function isRefreshEvent(event: unknown): event is RefreshEvent {
+  return typeof event === 'object' && event !== null && REFRESH_EVENT_KEY in event;
+}
+
+/**
+ * The Lambda entry point. A CloudFormation event always gets an answer; a scheduled refresh that fails logs its
+ * one-line reason and ends in error, so it counts in the function's Errors metric.
+ */
+export async function handler(event: CloudFormationCustomResourceEvent | RefreshEvent, context: Context): Promise<void> {
+  if (isRefreshEvent(event)) {
+    log('refresh', { requestId: context.awsRequestId });
+    try {
+      await withDeadline(context, (signal) => onRefresh(event, context.awsRequestId, signal));
+    } catch (error) {
+      const reason = reasonFor(error);
+      log('refresh failed', { reason });
+      throw new Error(`refresh failed: ${reason}`);
+    }
+    return;
+  }
+  const where = { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId };
+  log('request', where);
+  let outcome: Outcome;
+  try {
+    outcome = await withDeadline(context, (signal) => onEvent(event, signal));
+  } catch (error) {
+    outcome = { status: 'FAILED', physicalResourceId: fallbackPhysicalId(event), reason: reasonFor(error) };
   }
   log('response', { ...where, status: outcome.status, reason: outcome.reason, physicalResourceId: outcome.physicalResourceId });
   await sendResponse(event, responseBody(event, outcome));

@@ -44,6 +44,14 @@ export interface ChapResourceProperties {
   readonly [Prop.Initiators]?: readonly DeclaredInitiator[];
 }
 
+/** Key of a scheduled refresh event: its value is the construct's properties, as the custom resource gets them. */
+export const REFRESH_EVENT_KEY = 'ChapCredentialsRefresh';
+
+/** The event the refresh schedule sends to the provider function. */
+export interface RefreshEvent {
+  readonly [REFRESH_EVENT_KEY]: ChapResourceProperties;
+}
+
 /** One target-initiator pair, as stored in Secrets Manager. */
 export interface ChapPair {
   readonly initiatorName: string;

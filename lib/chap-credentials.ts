@@ -1,12 +1,15 @@
-import { CfnOutput, CustomResource, Fn, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnOutput, CustomResource, Duration, Fn, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import {
-  Attr, InitiatorProp, Prop, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
+  Attr, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
   initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
 } from './api';
+import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
 import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
 
 /** Properties of a {@link ChapCredentials}. */
@@ -63,6 +66,15 @@ export interface ChapCredentialsProps {
    * @default - the output is not exported
    */
   readonly initiatorNamesExportName?: string;
+
+  /**
+   * Re-read the target this often between deploys (an EventBridge schedule invokes the stack's provider function)
+   * and rewrite the secrets whose values changed on the gateway. A refresh never deletes or blanks a secret; one that
+   * fails is logged and counts in the function's Errors metric. At least one minute.
+   *
+   * @default - no refresh: the secrets change only when the stack deploys an update of this construct
+   */
+  readonly refresh?: Duration;
 }
 
 /**
@@ -94,11 +106,18 @@ export class ChapCredentials extends Construct {
   /** The custom resource. */
   public readonly resource: CustomResource;
 
+  /** The target's ARN, as given. */
+  public readonly targetArn: string;
+
+  /** The EventBridge schedule that refreshes the secrets, when `refresh` is set. */
+  public readonly refreshSchedule?: events.Rule;
+
   private readonly initiatorSecretsByName = new Map<string, secretsmanager.ISecret>();
 
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
+    this.targetArn = props.targetArn;
 
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     const newSecret = (secretId: string, description: string, secretName?: string) => {
@@ -135,16 +154,30 @@ export class ChapCredentials extends Construct {
       encryptionKey: props.encryptionKey,
     });
 
+    const properties = {
+      [Prop.TargetArn]: props.targetArn,
+      [Prop.TargetSecretArn]: this.targetSecret.secretArn,
+      ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
+    };
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken: provider.function.functionArn,
       resourceType: RESOURCE_TYPE,
       serviceTimeout: SERVICE_TIMEOUT,
-      properties: {
-        [Prop.TargetArn]: props.targetArn,
-        [Prop.TargetSecretArn]: this.targetSecret.secretArn,
-        ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
-      },
+      properties,
     });
+
+    if (props.refresh) {
+      // The same function, with the same properties; the schedule starts once the resource has written the secrets.
+      this.refreshSchedule = new events.Rule(this, 'Refresh', {
+        description: 'Re-reads the CHAP credentials of a Storage Gateway target into Secrets Manager (ChapCredentials)',
+        schedule: events.Schedule.rate(props.refresh),
+        targets: [new eventsTargets.LambdaFunction(provider.function, {
+          event: events.RuleTargetInput.fromObject({ [REFRESH_EVENT_KEY]: properties }),
+          retryAttempts: 2,
+        })],
+      });
+      this.refreshSchedule.node.addDependency(this.resource);
+    }
 
     this.initiatorNamesCommaSeparated = this.resource.getAttString(Attr.InitiatorNames);
     this.initiatorNames = Fn.split(',', this.initiatorNamesCommaSeparated);
@@ -179,6 +212,15 @@ export class ChapCredentials extends Construct {
     return this.targetSecret.grantRead(grantee);
   }
 
+  /**
+   * Boot commands that connect a Linux or Windows host, the declared initiator `initiatorName`, to the target with
+   * CHAP, reading its secrets from Secrets Manager at boot; grants the host's role read access to exactly that
+   * initiator's secret.
+   */
+  public wireHost(props: IscsiHostProps): IscsiHostWiring {
+    return wireIscsiHost(this.initiatorSecret(props.initiatorName), this.targetArn, props);
+  }
+
   /** Lets `grantee` read only `initiatorName`'s pair, for the host that is that initiator. */
   public grantReadInitiator(initiatorName: string, grantee: iam.IGrantable): iam.Grant {
     return this.initiatorSecret(initiatorName).grantRead(grantee);
@@ -197,6 +239,15 @@ function validateProps(props: ChapCredentialsProps): void {
     if (seen.has(name)) fail(`'initiators' must not repeat an initiator name, got '${name}' more than once`);
     seen.add(name);
   });
+  if (props.refresh && !props.refresh.isUnresolved() && props.refresh.toSeconds() < 60) {
+    fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
+  }
+  // EventBridge keeps at most 8192 characters of a target's input; each declared initiator takes up to about 400.
+  const inputEstimate = 300 + (props.initiators ?? []).reduce((sum, name) => sum + 150 + (Token.isUnresolved(name) ? 255 : name.length), 0);
+  if (props.refresh && inputEstimate > 8192) {
+    fail(`'refresh' cannot carry ${props.initiators!.length} declared initiators: the schedule's input would be about `
+      + `${inputEstimate} characters, more than EventBridge's limit of 8192; declare fewer initiators or split the target`);
+  }
   if (props.secretName !== undefined && !Token.isUnresolved(props.secretName)) {
     // Room for '/<initiator>' when initiators are declared.
     const room = props.initiators?.length ? SECRET_NAME_MAX_LENGTH - 1 - INITIATOR_MAX_LENGTH : SECRET_NAME_MAX_LENGTH;

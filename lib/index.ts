@@ -1,4 +1,5 @@
 export * from './chap-credentials';
+export type { IscsiHostProps, IscsiHostWiring } from './host-wiring';
 export { ChapCredentialsProvider } from './provider';
 export type { ProviderRegistration } from './provider';
 export { Attr, InitiatorProp, Prop, RESOURCE_TYPE, initiatorSecretNamePart } from './api';

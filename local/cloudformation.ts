@@ -10,6 +10,7 @@ import { ChildProcess, fork } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Emulator } from './emulator';
@@ -22,6 +23,27 @@ export interface DriverOptions {
   readonly functionTimeoutSeconds?: number;
   /** Delivers every custom resource event twice, as an at-least-once invoker may. */
   readonly deliverTwice?: boolean;
+  /** Serves the ResponseURL over HTTPS with this key and certificate (functions then trust any certificate). */
+  readonly https?: { readonly key: string; readonly cert: string };
+  /** NODE_PATH of the functions: where a runtime-provided AWS SDK would be found (Lambda's Node.js runtimes ship one). */
+  readonly runtimeNodePath?: string;
+  /**
+   * Port of the ResponseURL server on 127.0.0.1. CloudFormation's URLs carry no port, and some handlers drop it:
+   * give 443 (with `https`) to serve those.
+   * @default - a free port
+   */
+  readonly responsePort?: number;
+}
+
+/** How a function's cold start went, as the runner measured it. */
+export interface RunnerTiming {
+  /** Milliseconds from the process's start to the handler module loaded. */
+  readonly loadedAtMs: number;
+  /** Milliseconds spent in require() of the handler (and what it loaded at once). */
+  readonly loadMs: number;
+  /** Modules and their bytes loaded by the end of the invocation. */
+  readonly modules: number;
+  readonly moduleBytes: number;
 }
 
 export interface ResponseBody {
@@ -42,6 +64,9 @@ export interface Invocation {
   readonly responses: { raw: string; body?: ResponseBody }[];
   readonly logs: string;
   readonly ended: 'returned' | 'threw' | 'timed out' | 'crashed';
+  /** Wall time from starting the function's process to its exit. */
+  readonly wallMs: number;
+  readonly timing?: RunnerTiming;
 }
 
 interface Deployed {
@@ -101,7 +126,7 @@ export class LocalCloudFormation {
   }
 
   async start(): Promise<this> {
-    this.server = http.createServer((req, res) => {
+    const listener: http.RequestListener = (req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c) => chunks.push(c));
       req.on('end', () => {
@@ -116,9 +141,10 @@ export class LocalCloudFormation {
         this.waiting.get(id)?.(raw);
         res.writeHead(200).end();
       });
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
-    this.responseBase = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    };
+    this.server = this.options.https ? https.createServer(this.options.https, listener) : http.createServer(listener);
+    await new Promise<void>((r) => this.server!.listen(this.options.responsePort ?? 0, '127.0.0.1', r));
+    this.responseBase = `${this.options.https ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
     return this;
   }
 
@@ -263,6 +289,25 @@ export class LocalCloudFormation {
       }
     }
     await this.deleteResources([...created].reverse(), this.resources);
+  }
+
+  /**
+   * Fires a deployed EventBridge rule once, as its schedule would: runs its Lambda target with the target's constant
+   * Input as the event. Returns the invocation (`ended` is 'threw' when the function ended in error).
+   */
+  async fireRule(ruleLogicalId: string): Promise<Invocation> {
+    const rule = this.resources.get(ruleLogicalId);
+    if (rule?.type !== 'AWS::Events::Rule') throw new Error(`${ruleLogicalId} is not a deployed rule`);
+    const target = (rule.properties.Targets ?? [])[0];
+    const fn = [...this.resources.values()].find((r) => r.type === 'AWS::Lambda::Function' && r.attributes.Arn === target?.Arn);
+    if (!fn) throw new Error(`rule ${ruleLogicalId} does not target a function of this stack`);
+    const responseId = randomUUID();
+    this.received.set(responseId, []);
+    try {
+      return await this.run(fn, ruleLogicalId, JSON.parse(target.Input), responseId);
+    } finally {
+      this.received.delete(responseId);
+    }
   }
 
   /** The resources `id` references or depends on. */
@@ -548,6 +593,8 @@ export class LocalCloudFormation {
       AWS_LAMBDA_FUNCTION_MEMORY_SIZE: String(fn.properties.MemorySize ?? 128),
       AWS_EXECUTION_ENV: `AWS_Lambda_${fn.properties.Runtime ?? 'nodejs'}`,
       NODE_NO_WARNINGS: '1',
+      ...(this.options.https ? { NODE_TLS_REJECT_UNAUTHORIZED: '0' } : {}),
+      ...(this.options.runtimeNodePath ? { NODE_PATH: this.options.runtimeNodePath } : {}),
       ...(fn.properties.Environment?.Variables ?? {}),
     };
     const child: ChildProcess = fork(path.join(__dirname, 'lambda-runner.js'), [], { env, silent: true, execArgv: [] });
@@ -556,13 +603,16 @@ export class LocalCloudFormation {
     child.stderr!.on('data', (d) => (logs += d));
     const received = this.received.get(responseId)!;
     const before = received.length;
+    const started = process.hrtime.bigint();
+    let timing: RunnerTiming | undefined;
     const ended = await new Promise<Invocation['ended']>((resolve) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');
         resolve('timed out');
       }, timeoutMs);
-      child.once('message', (m: { ok: boolean }) => {
+      child.once('message', (m: { ok: boolean; timing?: RunnerTiming }) => {
         clearTimeout(timer);
+        timing = m.timing;
         resolve(m.ok ? 'returned' : 'threw');
       });
       child.once('exit', () => {
@@ -572,8 +622,9 @@ export class LocalCloudFormation {
       child.send({ assetDir: this.assetDirOf(fn), handler: fn.properties.Handler, event, timeoutMs, functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128 });
     });
     await new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once('exit', () => r())));
+    const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
     const responses = received.slice(before).map((raw) => ({ raw, body: this.check(event, raw) }));
-    const invocation: Invocation = { logicalId, event, responses, logs, ended };
+    const invocation: Invocation = { logicalId, event, responses, logs, ended, wallMs, timing };
     this.invocations.push(invocation);
     return invocation;
   }

@@ -4,7 +4,9 @@
  * getRemainingTimeInMillis counts down to the function's timeout, and reports how the invocation ended.
  * Started by the local CloudFormation driver with `fork`; the event arrives as the first IPC message.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
 
 interface Invoke {
   readonly assetDir: string;
@@ -30,9 +32,14 @@ process.once('message', async (message: Invoke) => {
     getRemainingTimeInMillis: () => Math.max(0, message.timeoutMs - (Date.now() - started)),
   };
   let outcome: { ok: boolean; error?: string };
+  let loadedAtMs = 0;
+  let loadMs = 0;
   try {
+    const before = performance.now();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require(path.join(message.assetDir, file));
+    loadedAtMs = performance.now();
+    loadMs = loadedAtMs - before;
     await mod[exportName](message.event, context);
     outcome = { ok: true };
   } catch (error) {
@@ -40,5 +47,7 @@ process.once('message', async (message: Invoke) => {
     console.error(JSON.stringify({ errorType: (error as Error)?.name, errorMessage: (error as Error)?.message }));
     outcome = { ok: false, error: (error as Error)?.name ?? 'Error' };
   }
-  process.send!(outcome, () => process.exit(0));
+  const files = Object.keys(require.cache).filter((f) => f !== __filename);
+  const moduleBytes = files.reduce((sum, f) => sum + (fs.existsSync(f) ? fs.statSync(f).size : 0), 0);
+  process.send!({ ...outcome, timing: { loadedAtMs, loadMs, modules: files.length, moduleBytes } }, () => process.exit(0));
 });

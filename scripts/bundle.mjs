@@ -7,8 +7,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-// The output folder may be given (the reproducibility test builds twice elsewhere).
-const outdir = process.argv[2] ?? join(root, 'assets', 'handler');
+// The output folder may be given (the reproducibility test builds twice elsewhere); the benchmark also tries
+// variants with --main-fields=main or --no-minify.
+const [given, ...flags] = process.argv.slice(2);
+const outdir = given ?? join(root, 'assets', 'handler');
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 
@@ -20,12 +22,12 @@ const result = await build({
   platform: 'node',
   target: 'node22',
   format: 'cjs',
-  minify: true,
+  minify: !flags.includes('--no-minify'),
   sourcemap: false,
   legalComments: 'none',
-  mainFields: ['module', 'main'],
+  mainFields: flags.includes('--main-fields=main') ? ['main'] : ['module', 'main'],
   metafile: true,
   logLevel: 'warning',
 });
 const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
-if (!process.argv[2]) console.log(`handler bundle: ${outdir}/index.js, ${bytes} bytes`);
+if (!given) console.log(`handler bundle: ${outdir}/index.js, ${bytes} bytes`);

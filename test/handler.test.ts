@@ -8,7 +8,7 @@ import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { Attr } from '../lib/api';
-import { handler, onEvent } from '../lambda';
+import { handler, isRefreshEvent, onEvent, onRefresh } from '../lambda';
 import { MAX_RESPONSE_BYTES } from '../lambda/response';
 import {
   DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, declared, initiatorSecretArn, properties, secretValue as newSecretValue,
@@ -222,7 +222,7 @@ describe('errors become one-line reasons: operation, resource, AWS code', () => 
     }));
     await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(
       `DescribeChapCredentials failed for target ${DOC_TARGET_ARN}: InvalidGatewayRequestException (TargetNotFound, HTTP 400)`);
-    expect(sm).not.toHaveReceivedAnyCommand();
+    expect(sm).not.toHaveReceivedCommand(PutSecretValueCommand); // the stored values are read alongside, never written
   });
 
   test('a gateway internal error', async () => {
@@ -360,5 +360,31 @@ describe('handler: the response protocol', () => {
     expect(response.body).toMatchObject({ Status: 'SUCCESS', PhysicalResourceId: `chap:${DOC_TARGET_ARN}` });
     expect(sgw).not.toHaveReceivedAnyCommand();
     expect(sm).not.toHaveReceivedAnyCommand();
+  });
+});
+
+describe('scheduled refresh', () => {
+  const refresh = (props = properties()) => ({ ChapCredentialsRefresh: props });
+
+  test('writes what changed, with a token from the invocation id so a retried invocation adds no version', async () => {
+    givenGateway([pair(HOST_A)]);
+    await onRefresh(refresh(), 'invocation-1');
+    await onRefresh(refresh(), 'invocation-1');
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+  });
+
+  test('never blanks the target secret when the gateway reports no credentials', async () => {
+    givenGateway([pair(HOST_A)]);
+    await onRefresh(refresh(), 'invocation-1');
+    const stored = store.get(TARGET_SECRET_ARN);
+    givenGateway([]);
+    await onRefresh(refresh(), 'invocation-2');
+    expect(store.get(TARGET_SECRET_ARN)).toBe(stored);
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, 1);
+  });
+
+  test('is told apart from CloudFormation events', () => {
+    expect(isRefreshEvent(refresh())).toBe(true);
+    expect(isRefreshEvent(cfnEvent('Create'))).toBe(false);
   });
 });

@@ -1,0 +1,261 @@
+/**
+ * `npm run bench`: our construct against aws-cdk-lib's AwsCustomResource calling describeChapCredentials directly,
+ * measured side by side in one run, written to BENCHMARKS.md. Timings live here, never in tests.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { App } from 'aws-cdk-lib';
+import { LocalCloudFormation } from '../local/cloudformation';
+import { Call, Emulator, startEmulator } from '../local/emulator';
+import { Kind, STACK, benchStack, initiatorName, targetArn } from './apps';
+
+const ROOT = path.join(__dirname, '..');
+const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-bench-'));
+const KINDS: Kind[] = ['ChapCredentials', 'AwsCustomResource'];
+/** As `cdk synth` runs an app: no metadata stack traces; aws-cdk-lib's built-in template validation measured apart. */
+const SYNTH_ENV = { ...process.env, CDK_VALIDATION: 'false', CDK_CONTEXT_JSON: JSON.stringify({ 'aws:cdk:disable-stack-trace': true }) };
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const ms = (x: number) => `${Math.round(x)} ms`;
+const kb = (x: number) => `${(x / 1024).toFixed(1)} KB`;
+const lines: string[] = [];
+const out = (line = '') => {
+  lines.push(line);
+  console.log(line);
+};
+
+function time(fn: () => void): number {
+  const start = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function synthScale(): void {
+  out('## Synth scale');
+  out();
+  out('Wall time of a fresh `node` process that builds the app and synthesizes it (what `cdk synth` waits for), '
+    + 'median of 5, with the CLI\'s context (no metadata stack traces) and aws-cdk-lib\'s built-in template validation '
+    + 'off (measured on its own below).');
+  out();
+  out('| constructs | kind | synth | ratio to 1 | template | resources | per construct | Lambda functions |');
+  out('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const one: Record<string, number> = {};
+  for (const count of [1, 10, 100, 200]) {
+    for (const kind of KINDS) {
+      const outdir = path.join(TMP, `synth-${kind}-${count}`);
+      const runs = Array.from({ length: 5 }, () => time(() =>
+        execFileSync(process.execPath, [path.join(__dirname, 'synth-app.js'), kind, String(count), outdir], { env: SYNTH_ENV })));
+      const wall = median(runs);
+      one[kind] ??= wall;
+      const templateFile = path.join(outdir, `${STACK}.template.json`);
+      const template = JSON.parse(fs.readFileSync(templateFile, 'utf8'));
+      const types = Object.values<{ Type: string }>(template.Resources).map((r) => r.Type);
+      const lambdas = types.filter((t) => t === 'AWS::Lambda::Function').length;
+      const shared = types.filter((t) => ['AWS::Lambda::Function', 'AWS::IAM::Role', 'AWS::Logs::LogGroup'].includes(t)).length;
+      out(`| ${count} | ${kind} | ${ms(wall)} | ${(wall / one[kind]).toFixed(2)} | ${kb(fs.statSync(templateFile).size)} | ${types.length} `
+        + `| ${((types.length - shared) / count).toFixed(1)} | ${lambdas} |`);
+    }
+  }
+  const outdir = path.join(TMP, 'synth-validated');
+  const env = { ...SYNTH_ENV, CDK_VALIDATION: 'true' };
+  const validated = median(Array.from({ length: 3 }, () => time(() =>
+    execFileSync(process.execPath, [path.join(__dirname, 'synth-app.js'), 'ChapCredentials', '1', outdir], { env }))));
+  out();
+  out(`With aws-cdk-lib's built-in template validation on (its default), one construct synthesizes in ${ms(validated)}: `
+    + `the validator (WebAssembly) adds about ${ms(validated - one.ChapCredentials)} to every synth, whatever the app holds.`);
+  out();
+}
+
+/** A self-signed certificate so both handlers answer an https ResponseURL, as CloudFormation's are. */
+function certificate(): { key: string; cert: string } {
+  const key = path.join(TMP, 'key.pem');
+  const cert = path.join(TMP, 'cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+  return { key: fs.readFileSync(key, 'utf8'), cert: fs.readFileSync(cert, 'utf8') };
+}
+
+function synthAssembly(kind: Kind, count: number, initiators = 0): string {
+  const outdir = fs.mkdtempSync(path.join(TMP, `asm-${kind}-`));
+  const app = new App({ outdir, context: { 'aws:cdk:disable-stack-trace': true } });
+  benchStack(app, kind, count, initiators);
+  app.synth();
+  return outdir;
+}
+
+function addTargets(emulator: Emulator, count: number, initiators: number): void {
+  for (let t = 0; t < count; t++) {
+    emulator.storageGateway.addTarget(targetArn(t), Array.from({ length: Math.max(1, initiators) }, (_, n) => ({
+      InitiatorName: initiatorName(t, n), SecretToAuthenticateInitiator: `bench-secret-${String(n).padStart(4, '0')}`,
+    })));
+  }
+}
+
+function bundleVariants(): { name: string; bytes: number; gzip: number; loadMs: number }[] {
+  const variants = [
+    { name: 'shipped: minified, module-first main fields, clients created on first use', args: [] as string[] },
+    { name: 'minified, default main fields (CommonJS builds)', args: ['--main-fields=main'] },
+    { name: 'not minified, module-first main fields', args: ['--no-minify'] },
+  ];
+  return variants.map((v, i) => {
+    const dir = path.join(TMP, `variant-${i}`);
+    execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), dir, ...v.args], { cwd: ROOT });
+    const file = path.join(dir, 'index.js');
+    const loads = Array.from({ length: 7 }, () => Number(spawnSync(process.execPath, ['-e',
+      `const t=performance.now();require(${JSON.stringify(file)});process.stdout.write(String(performance.now()-t))`]).stdout.toString()));
+    const content = fs.readFileSync(file);
+    return { name: v.name, bytes: content.length, gzip: gzipSync(content).length, loadMs: median(loads) };
+  });
+}
+
+async function coldStart(): Promise<void> {
+  out('## Cold start');
+  out();
+  out('A fresh Node process (as the Lambda runtime starts one) loads the handler from its asset folder in `cdk.out` and '
+    + 'finishes a first Create against the local emulator, answering an https ResponseURL; median of 7. The '
+    + '`AwsCustomResource` handler loads the AWS SDK that the Lambda Node.js runtime provides, reached here through '
+    + 'NODE_PATH; ours carries its clients in its bundle. Our Create makes three calls (DescribeChapCredentials, '
+    + 'GetSecretValue, PutSecretValue), the baseline one.');
+  out();
+  out('| kind | handler file | gzip | modules loaded | bytes loaded | load (require) | cold Create, process start to exit |');
+  out('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  const tls = certificate();
+  const results: Record<string, number> = {};
+  for (const kind of KINDS) {
+    const assembly = synthAssembly(kind, 1);
+    const walls: number[] = [];
+    const loads: number[] = [];
+    let last: { modules: number; moduleBytes: number } | undefined;
+    let handlerFile = '';
+    for (let run = 0; run < 7; run++) {
+      const emulator = await startEmulator();
+      addTargets(emulator, 1, 1);
+      // Port 443: the baseline's handler drops the ResponseURL's port, as CloudFormation's URLs have none.
+      const cfn = await new LocalCloudFormation({ emulator, https: tls, responsePort: 443, runtimeNodePath: path.join(ROOT, 'node_modules') }).start();
+      const result = await cfn.deploy(assembly, STACK);
+      if (result.status !== 'CREATE_COMPLETE' || cfn.problems.length) throw new Error(`${kind}: ${result.reason ?? cfn.problems.join('; ')}`);
+      const create = cfn.invocations[0];
+      walls.push(create.wallMs);
+      loads.push(create.timing!.loadMs);
+      last = create.timing;
+      const fn = [...cfn.deployed.values()].find((r) => r.type === 'AWS::Lambda::Function')!;
+      const hash = String((fn.properties as { Code: { S3Key: string } }).Code.S3Key).replace('.zip', '');
+      handlerFile = path.join(assembly, `asset.${hash}`, 'index.js');
+      await cfn.stop();
+      await emulator.stop();
+    }
+    const content = fs.readFileSync(handlerFile);
+    results[kind] = median(walls);
+    out(`| ${kind} | ${kb(content.length)} | ${kb(gzipSync(content).length)} | ${last!.modules} | ${kb(last!.moduleBytes)} `
+      + `| ${ms(median(loads))} | ${ms(median(walls))} |`);
+  }
+  out();
+  out(`Ratio, ours to baseline, cold Create: ${(results.ChapCredentials / results.AwsCustomResource).toFixed(2)}.`);
+  out();
+  out('Bundle variants tried (load = `require` of the bundle in a fresh process, median of 7):');
+  out();
+  out('| variant | bytes | gzip | load |');
+  out('| --- | ---: | ---: | ---: |');
+  for (const v of bundleVariants()) out(`| ${v.name} | ${kb(v.bytes)} | ${kb(v.gzip)} | ${ms(v.loadMs)} |`);
+  out();
+}
+
+function phase(calls: Call[], from: number): { count: number; rounds: number } {
+  const made = calls.slice(from);
+  return { count: made.length, rounds: Emulator.roundTrips(made) };
+}
+
+async function deployLatency(): Promise<void> {
+  out('## Deploy latency');
+  out();
+  out('50 ms added to every emulated API call. One ChapCredentials whose target has N initiators, all declared (so '
+    + 'N + 1 secrets are written). Wall time through the local CloudFormation driver, which includes starting the '
+    + 'function\'s process; the unchanged Update is what CloudFormation sends when a property the handler ignores '
+    + 'changes. Round trips: the most API calls that ran one after another (parallel calls count once).');
+  out();
+  out('| initiators | Create | calls | round trips | unchanged Update | calls | round trips | Delete | calls |');
+  out('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const n of [1, 20, 100]) {
+    const assembly = synthAssembly('ChapCredentials', 1, n);
+    const emulator = await startEmulator();
+    addTargets(emulator, 1, n);
+    emulator.inject('*', { latencyMs: 50 });
+    const cfn = await new LocalCloudFormation({ emulator }).start();
+    let mark = emulator.calls.length;
+    const createMs = time(() => undefined) + await timed(async () => check(await cfn.deploy(assembly, STACK), 'CREATE_COMPLETE'));
+    const create = phase(emulator.calls, mark);
+    const logicalId = [...cfn.deployed].find(([, r]) => r.type.startsWith('Custom::'))![0];
+    mark = emulator.calls.length;
+    const updateMs = await timed(async () => cfn.updateUnchanged(logicalId));
+    const update = phase(emulator.calls, mark);
+    mark = emulator.calls.length;
+    const deleteMs = await timed(async () => check(await cfn.destroy(), 'DELETE_COMPLETE'));
+    const del = phase(emulator.calls, mark);
+    if (cfn.problems.length) throw new Error(cfn.problems.join('; '));
+    out(`| ${n} | ${ms(createMs)} | ${create.count} | ${create.rounds} | ${ms(updateMs)} | ${update.count} | ${update.rounds} `
+      + `| ${ms(deleteMs)} | ${del.count} |`);
+    await cfn.stop();
+    await emulator.stop();
+  }
+  out();
+}
+
+async function throughput(): Promise<void> {
+  const constructs = 20;
+  const initiators = 5;
+  out('## Throughput under throttling');
+  out();
+  out(`${constructs} ChapCredentials in one stack, each declaring ${initiators} initiators (${constructs * (initiators + 1)} `
+    + 'secret writes), created concurrently as CloudFormation creates independent resources, against an emulator that '
+    + 'throttles PutSecretValue above 50 calls per second (Secrets Manager\'s quota).');
+  out();
+  const assembly = synthAssembly('ChapCredentials', constructs, initiators);
+  const emulator = await startEmulator();
+  addTargets(emulator, constructs, initiators);
+  emulator.inject('PutSecretValue', { maxPerSecond: 50 });
+  const cfn = await new LocalCloudFormation({ emulator }).start();
+  let status = '';
+  const wall = await timed(async () => (status = (await cfn.deploy(assembly, STACK)).status));
+  const throttled = emulator.callsOf('PutSecretValue').filter((c) => c.errorType === 'ThrottlingException').length;
+  const written = emulator.callsOf('PutSecretValue', true).length;
+  out(`| result | total time | writes | throttled answers (retried) |`);
+  out('| --- | ---: | ---: | ---: |');
+  out(`| ${status}${cfn.problems.length ? ` (${cfn.problems.length} problems)` : ''} | ${ms(wall)} | ${written} | ${throttled} |`);
+  out();
+  await cfn.stop();
+  await emulator.stop();
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+function check(result: { status: string; reason?: string }, expected: string): void {
+  if (result.status !== expected) throw new Error(`${expected} expected, got ${result.status}: ${result.reason}`);
+}
+
+async function main(): Promise<void> {
+  const cpu = os.cpus();
+  out('# Benchmarks');
+  out();
+  out(`Generated by \`npm run bench\` (bench/run.ts) on ${new Date().toISOString().slice(0, 10)}. `
+    + `Machine: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, `
+    + `Node.js ${process.version}, ${os.platform()} ${os.arch()}. Baseline: aws-cdk-lib's \`AwsCustomResource\` calling `
+    + '`describeChapCredentials` (one output per construct, like ours); it stores nothing in Secrets Manager.');
+  out();
+  synthScale();
+  await coldStart();
+  await deployLatency();
+  await throughput();
+  fs.writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), `${lines.join('\n')}\n`);
+  fs.rmSync(TMP, { recursive: true, force: true });
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
