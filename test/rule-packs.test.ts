@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { App, Stack, Validations } from 'aws-cdk-lib';
+import { App, Duration, Stack, Validations } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks, NIST80053R5Checks } from 'cdk-nag';
@@ -40,11 +40,11 @@ test('the demo app has no unacknowledged finding', () => {
   expect(findings(app)).toBe('');
 });
 
-test('several constructs, with declared initiators, without a customer key, have no unacknowledged finding', () => {
+test('several constructs, with declared initiators and a refresh schedule, without a customer key, have no unacknowledged finding', () => {
   const app = checkedApp();
   const stack = new Stack(app, 'Several');
   new ChapCredentials(stack, 'A', { targetArn: target(1), initiators: [HOST_A, HOST_B] });
-  new ChapCredentials(stack, 'B', { targetArn: target(2) });
+  new ChapCredentials(stack, 'B', { targetArn: target(2), refresh: Duration.hours(6) });
   expect(findings(app)).toBe('');
 });
 
