@@ -3,7 +3,8 @@
  * driver, calling the emulator through the real AWS SDK over HTTP on 127.0.0.1. Each test starts from a clean
  * emulator; the driver checks every response (ids, 4096 bytes, flat Data) and each test ends with no problem found.
  */
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { CfnOutput, RemovalPolicy } from 'aws-cdk-lib';
+import { ChapCredentials } from '../lib';
 import { DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN } from './fixtures';
 import { LocalCloud, STACK, assemblyText, removeAssemblies, synth } from './local-stack';
 
@@ -151,6 +152,20 @@ test('declared initiators present on the target get their own secrets; a missing
   expect(rollbackDelete.event.RequestType).toBe('Delete');
   expect(rollbackDelete.responses[0].body!.Status).toBe('SUCCESS');
   expect(cloud.emulator.secretsManager.secrets.size).toBe(0);
+});
+
+test('the driver reports an attribute the template reads that the response Data lacks', async () => {
+  cloud.emulator.storageGateway.addTarget(DOC_TARGET_ARN, [cloud.credential(HOST_A)]);
+  const assembly = synthesized((stack) => {
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN });
+    new CfnOutput(stack, 'Missing', { value: chap.resource.getAttString('NotInData') });
+  });
+  const result = await cloud.cfn.deploy(assembly, STACK);
+  // As in CloudFormation, the stack fails and rolls back ("Vendor response doesn't contain NotInData key").
+  expect(result.status).toBe('ROLLBACK_COMPLETE');
+  expect(result.reason).toMatch(/reads attribute NotInData/);
+  expect(cloud.cfn.problems).toEqual(expect.arrayContaining([expect.stringMatching(/the template reads attribute NotInData of Chap\w+, which its response's Data lacks/)]));
+  cloud.cfn.problems.length = 0; // seen; the afterEach check is for everything else
 });
 
 test('an unknown target fails with the operation, the target and the AWS error code', async () => {
