@@ -1,4 +1,4 @@
-import { CfnOutput, CustomResource, Duration, Fn, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnOutput, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -82,8 +82,6 @@ export interface ChapCredentialsProps {
  * Manager, and exposes the initiator names to the stack.
  */
 export class ChapCredentials extends Construct {
-  /** The secret holding every target-initiator pair of the target (JSON, see README). */
-  public readonly targetSecret: secretsmanager.ISecret;
 
   /**
    * Comma-separated initiator names, sorted, as the target reports them. When they would not fit in a
@@ -112,16 +110,24 @@ export class ChapCredentials extends Construct {
   /** The EventBridge schedule that refreshes the secrets, when `refresh` is set. */
   public readonly refreshSchedule?: events.Rule;
 
-  private readonly initiatorSecretsByName = new Map<string, secretsmanager.ISecret>();
+  /** The secrets' resources: the target's first, then the declared initiators' by name. */
+  private readonly targetSecretResource: secretsmanager.CfnSecret;
+  private readonly initiatorSecretResources = new Map<string, secretsmanager.CfnSecret>();
+  private readonly encryptionKey?: kms.IKey;
 
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
     this.targetArn = props.targetArn;
 
+    this.encryptionKey = props.encryptionKey;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
-    const newSecret = (secretId: string, description: string, secretName?: string) => {
-      const secret = new secretsmanager.Secret(this, secretId, { description, secretName, encryptionKey: props.encryptionKey });
+    // L1 secrets (the L2 costs twice as much to synthesize, see BENCHMARKS.md); the ISecret a caller asks for is
+    // made on first use. Each sits in a construct of its own, so its path and logical id are the L2's.
+    const newSecret = (secretId: string, description: string, name?: string) => {
+      const secret = new secretsmanager.CfnSecret(new Construct(this, secretId), 'Resource', {
+        description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString: {},
+      });
       secret.applyRemovalPolicy(removalPolicy);
       acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
         'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
@@ -134,8 +140,15 @@ export class ChapCredentials extends Construct {
       }
       return secret;
     };
+    if (props.encryptionKey) {
+      // What the L2 Secret grants: Secrets Manager may use the key for this account.
+      const stack = Stack.of(this);
+      const secretsManager = new kms.ViaServicePrincipal(`secretsmanager.${stack.region}.amazonaws.com`, new iam.AccountPrincipal(stack.account));
+      props.encryptionKey.grantEncryptDecrypt(secretsManager);
+      props.encryptionKey.grant(secretsManager, 'kms:CreateGrant', 'kms:DescribeKey');
+    }
 
-    this.targetSecret = newSecret('TargetSecret',
+    this.targetSecretResource = newSecret('TargetSecret',
       'CHAP credentials of every initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', props.secretName);
 
     const initiators = (props.initiators ?? []).map((name, i) => {
@@ -143,20 +156,20 @@ export class ChapCredentials extends Construct {
         : `${props.secretName}/${Token.isUnresolved(name) ? Fn.join('_', Fn.split(':', name)) : initiatorSecretNamePart(name)}`;
       const secret = newSecret(Token.isUnresolved(name) ? `Initiator${i}Secret` : `Initiator-${name}`,
         'CHAP credentials of one initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', secretName);
-      this.initiatorSecretsByName.set(name, secret);
-      return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.secretArn };
+      this.initiatorSecretResources.set(name, secret);
+      return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.ref };
     });
 
     const provider = ChapCredentialsProvider.getOrCreate(this);
     provider.register({
       targetArn: props.targetArn,
-      secretArns: [this.targetSecret.secretArn, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
+      secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
       encryptionKey: props.encryptionKey,
     });
 
     const properties = {
       [Prop.TargetArn]: props.targetArn,
-      [Prop.TargetSecretArn]: this.targetSecret.secretArn,
+      [Prop.TargetSecretArn]: this.targetSecretResource.ref,
       ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
     };
     this.resource = new CustomResource(this, 'Resource', {
@@ -193,18 +206,30 @@ export class ChapCredentials extends Construct {
     }
   }
 
+  /** The secret holding every target-initiator pair of the target (JSON, see README). */
+  public get targetSecret(): secretsmanager.ISecret {
+    return this.secretOf(this.targetSecretResource);
+  }
+
   /** The declared initiators' names, in the order given. */
   public get declaredInitiators(): string[] {
-    return [...this.initiatorSecretsByName.keys()];
+    return [...this.initiatorSecretResources.keys()];
   }
 
   /** The secret holding only `initiatorName`'s pair; the initiator must be declared in `initiators`. */
   public initiatorSecret(initiatorName: string): secretsmanager.ISecret {
-    const secret = this.initiatorSecretsByName.get(initiatorName);
+    const secret = this.initiatorSecretResources.get(initiatorName);
     if (!secret) {
       throw new Error(`'initiatorName' must be one of the declared 'initiators' (${this.declaredInitiators.join(', ') || 'none declared'}), got '${initiatorName}'`);
     }
-    return secret;
+    return this.secretOf(secret);
+  }
+
+  /** The ISecret of one of the secrets, made once on first use, beside its resource. */
+  private secretOf(resource: secretsmanager.CfnSecret): secretsmanager.ISecret {
+    const holder = resource.node.scope as Construct;
+    return (holder.node.tryFindChild('Secret') as secretsmanager.ISecret | undefined)
+      ?? secretsmanager.Secret.fromSecretAttributes(holder, 'Secret', { secretCompleteArn: resource.ref, encryptionKey: this.encryptionKey });
   }
 
   /** Lets `grantee` read every pair of the target (the target secret). */

@@ -13,8 +13,10 @@ function newStack(): Stack {
   return new Stack(new App(), 'Test', { env: { account: '111122223333', region: 'us-east-1' } });
 }
 
-function logicalIdOf(stack: Stack, construct: { node: { defaultChild?: unknown } } | object): string {
-  return stack.getLogicalId((construct as { node: { defaultChild: never } }).node.defaultChild);
+/** The logical id behind a secret (its ARN is a Ref) or the default child of a construct. */
+function logicalIdOf(stack: Stack, construct: { secretArn: string } | { node: { defaultChild?: unknown } }): string {
+  if ('secretArn' in construct) return stack.resolve(construct.secretArn).Ref;
+  return stack.getLogicalId(construct.node.defaultChild as never);
 }
 
 describe('ChapCredentials resources', () => {

@@ -129,7 +129,7 @@ describe('grants and validation', () => {
     const statements = Object.values(policies)[0].Properties.PolicyDocument.Statement;
     expect(statements).toEqual([expect.objectContaining({
       Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
-      Resource: { Ref: stack.getLogicalId(chap.initiatorSecret(HOST_A).node.defaultChild as never) },
+      Resource: stack.resolve(chap.initiatorSecret(HOST_A).secretArn),
     })]);
   });
 
