@@ -292,9 +292,10 @@ async function main(): Promise<void> {
   out('- Clients are created on first use, so a Delete (which calls nothing) never builds one.');
   out('- The tests turn off aws-cdk-lib\'s built-in template validation (several seconds per synth) except in one strict '
     + 'validation test; consumers keep it.');
-  out('- Not met: synth of 200 constructs is about twice the synth of 1, like the baseline. Most of the growth is '
-    + 'aws-cdk-lib\'s own per-resource cost (the L2 `Secret` and the `CustomResource`); L1 resources would cut part of it at '
-    + 'the price of the `ISecret` conveniences (grants, KMS handling), which we keep for now.');
+  const synthGoal = goals.find((g) => g.goal.startsWith('synth of 200'))!;
+  out('- The secrets are L1 `CfnSecret` resources, and the `ISecret` a caller asks for (`targetSecret`, `initiatorSecret()`, '
+    + 'the grants) is made on first use: with the L2 `Secret` for every secret, synth of 200 constructs took about 1.8 times '
+    + `the synth of 1 (the baseline: 1.9); now ${synthGoal.measured}. Logical ids, grants and KMS key policy are unchanged.`);
   out();
   fs.writeFileSync(path.join(ROOT, 'BENCHMARKS.md'), `${lines.join('\n')}\n`);
   fs.rmSync(TMP, { recursive: true, force: true });
