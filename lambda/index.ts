@@ -1,7 +1,8 @@
 /**
  * The ChapCredentials custom resource handler. Create and Update read the target's CHAP credentials
  * and write them into the stack's secrets; Delete has nothing to undo (CloudFormation owns the secrets).
- * `onEvent` is the plain logic; `handler` adds the deadline and the response protocol.
+ * A scheduled refresh (EventBridge) runs the same sync between deploys.
+ * `onEvent` and `onRefresh` are the plain logic; `handler` adds the deadline and the response protocol.
  */
 import type {
   CloudFormationCustomResourceCreateEvent,
