@@ -39,22 +39,33 @@ function synthScale(): void {
   out('## Synth scale');
   out();
   out('Wall time of a fresh `node` process that builds the app and synthesizes it (what `cdk synth` waits for), '
-    + 'median of 7 after one warm-up run, with the CLI\'s context (no metadata stack traces) and aws-cdk-lib\'s built-in template validation '
+    + 'median of 7 rounds that interleave every size and kind, after one warm-up round, with the CLI\'s context (no metadata stack traces) and aws-cdk-lib\'s built-in template validation '
     + 'off (measured on its own below).');
   out();
   out('| constructs | kind | synth | ratio to 1 | template | resources | per construct | Lambda functions |');
   out('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
   const one: Record<string, number> = {};
   const perSize: { count: number; lambdas: number; perConstruct: number; resources: number; bytes: number; ratio: number }[] = [];
-  for (const count of [1, 10, 100, 200]) {
+  const counts = [1, 10, 100, 200];
+  const outdirOf = (kind: Kind, count: number) => path.join(TMP, `synth-${kind}-${count}`);
+  const synth = (kind: Kind, count: number) =>
+    execFileSync(process.execPath, [path.join(__dirname, 'synth-app.js'), kind, String(count), outdirOf(kind, count)], { env: SYNTH_ENV });
+  // Rounds interleave every size and kind, so a machine that slows down or speeds up during the run weighs on all
+  // of them alike; the first round is a warm-up (cold file cache) and is not counted.
+  const walls = new Map<string, number[]>();
+  for (let round = 0; round <= 7; round++) {
+    for (const count of counts) {
+      for (const kind of KINDS) {
+        const wall = time(() => synth(kind, count));
+        if (round > 0) walls.set(`${kind}:${count}`, [...(walls.get(`${kind}:${count}`) ?? []), wall]);
+      }
+    }
+  }
+  for (const count of counts) {
     for (const kind of KINDS) {
-      const outdir = path.join(TMP, `synth-${kind}-${count}`);
-      const synth = () => execFileSync(process.execPath, [path.join(__dirname, 'synth-app.js'), kind, String(count), outdir], { env: SYNTH_ENV });
-      synth(); // warm-up, not counted: the first run also pays for a cold file cache
-      const runs = Array.from({ length: 7 }, () => time(synth));
-      const wall = median(runs);
+      const wall = median(walls.get(`${kind}:${count}`)!);
       one[kind] ??= wall;
-      const templateFile = path.join(outdir, `${STACK}.template.json`);
+      const templateFile = path.join(outdirOf(kind, count), `${STACK}.template.json`);
       const template = JSON.parse(fs.readFileSync(templateFile, 'utf8'));
       const types = Object.values<{ Type: string }>(template.Resources).map((r) => r.Type);
       const lambdas = types.filter((t) => t === 'AWS::Lambda::Function').length;
