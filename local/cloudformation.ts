@@ -648,7 +648,7 @@ export class LocalCloudFormation {
     if (typeof body.PhysicalResourceId !== 'string' || !body.PhysicalResourceId || body.PhysicalResourceId.length > 1024) {
       problem(`PhysicalResourceId ${JSON.stringify(body.PhysicalResourceId)} is not a string of 1 to 1024 characters`);
     }
-    if (event.RequestType !== 'Create' && body.Status === 'SUCCESS' && event.RequestType === 'Delete' && body.PhysicalResourceId !== event.PhysicalResourceId) {
+    if (event.RequestType === 'Delete' && body.Status === 'SUCCESS' && body.PhysicalResourceId !== event.PhysicalResourceId) {
       problem('Delete answered with another PhysicalResourceId');
     }
     if (body.Status === 'FAILED' && !body.Reason) problem('FAILED without a Reason');

@@ -72,8 +72,7 @@ test('an update after the gateway changed writes the new values; the old ones be
   const stored = cloud.secretValue('ChapTargetSecret') as { chapCredentials: { secretToAuthenticateInitiator: string }[] };
   expect(stored.chapCredentials[0].secretToAuthenticateInitiator).toBe(after.SecretToAuthenticateInitiator);
   expect((cloud.secretValue('ChapInitiator') as { secretToAuthenticateTarget: string }).secretToAuthenticateTarget).toBe(after.SecretToAuthenticateTarget);
-  const [, resource] = [...cloud.cfn.deployed].find(([id]) => id.startsWith('ChapTargetSecret'))!;
-  const previous = cloud.emulator.secretsManager.versions(resource.physicalId).find((v) => v.stages.has('AWSPREVIOUS'))!;
+  const previous = cloud.emulator.secretsManager.versions(cloud.secretArn('ChapTargetSecret')).find((v) => v.stages.has('AWSPREVIOUS'))!;
   expect(JSON.parse(previous.secretString!)).toEqual(oldValue);
 });
 

@@ -65,17 +65,21 @@ export class LocalCloud {
     return { InitiatorName: initiatorName, SecretToAuthenticateInitiator: initiator, ...(oneWay ? {} : { SecretToAuthenticateTarget: target }) };
   }
 
-  /** Current JSON value of the secret a deployed logical id stands for. */
-  secretValue(logicalIdPrefix: string): unknown {
-    const [, resource] = [...this.cfn.deployed.entries()].find(([id, r]) => id.startsWith(logicalIdPrefix) && r.type === 'AWS::SecretsManager::Secret')
-      ?? [undefined, undefined];
-    if (!resource) throw new Error(`no secret ${logicalIdPrefix}* deployed`);
-    return JSON.parse(this.emulator.secretsManager.current(resource.physicalId)!);
+  /** The ARN of the deployed secret whose logical id starts with `logicalIdPrefix`. */
+  secretArn(logicalIdPrefix: string): string {
+    const found = [...this.cfn.deployed.entries()].find(([id, r]) => id.startsWith(logicalIdPrefix) && r.type === 'AWS::SecretsManager::Secret');
+    if (!found) throw new Error(`no secret ${logicalIdPrefix}* deployed`);
+    return found[1].physicalId;
   }
 
+  /** Current JSON value of the secret a deployed logical id stands for. */
+  secretValue(logicalIdPrefix: string): unknown {
+    return JSON.parse(this.emulator.secretsManager.current(this.secretArn(logicalIdPrefix))!);
+  }
+
+  /** How many versions that secret has. */
   versionsOf(logicalIdPrefix: string): number {
-    const [, resource] = [...this.cfn.deployed.entries()].find(([id, r]) => id.startsWith(logicalIdPrefix) && r.type === 'AWS::SecretsManager::Secret')!;
-    return this.emulator.secretsManager.versions(resource.physicalId).length;
+    return this.emulator.secretsManager.versions(this.secretArn(logicalIdPrefix)).length;
   }
 
   /** Everything the project emitted so far that must never hold a secret value. */

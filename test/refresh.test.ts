@@ -43,7 +43,7 @@ describe('the schedule in the template', () => {
 describe('refresh through the emulator', () => {
   let cloud: LocalCloud;
   const ruleId = () => [...cloud.cfn.deployed].find(([, r]) => r.type === 'AWS::Events::Rule')![0];
-  const targetSecretArn = () => [...cloud.cfn.deployed].find(([id]) => id.startsWith('ChapTargetSecret'))![1].physicalId;
+  const targetSecretArn = () => cloud.secretArn('ChapTargetSecret');
 
   beforeEach(async () => {
     cloud = await LocalCloud.start();
