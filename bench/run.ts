@@ -73,7 +73,10 @@ function synthScale(): void {
       out(`| ${count} | ${kind} | ${ms(wall)} | ${(wall / one[kind]).toFixed(2)} | ${kb(fs.statSync(templateFile).size)} | ${types.length} `
         + `| ${((types.length - shared) / count).toFixed(1)} | ${lambdas} |`);
       if (kind === 'ChapCredentials') {
-        perSize.push({ count, lambdas, perConstruct: (types.length - shared) / count, resources: types.length, bytes: fs.statSync(templateFile).size, ratio: wall / one[kind] });
+        perSize.push({
+          count, lambdas, perConstruct: (types.length - shared) / count, resources: types.length,
+          bytes: fs.statSync(templateFile).size, ratio: wall / one[kind],
+        });
       }
     }
   }
@@ -256,7 +259,7 @@ async function throughput(): Promise<void> {
   const wall = await timed(async () => (status = (await cfn.deploy(assembly, STACK)).status));
   const throttled = emulator.callsOf('PutSecretValue').filter((c) => c.errorType === 'ThrottlingException').length;
   const written = emulator.callsOf('PutSecretValue', true).length;
-  out(`| result | total time | writes | throttled answers (retried) |`);
+  out('| result | total time | writes | throttled answers (retried) |');
   out('| --- | ---: | ---: | ---: |');
   out(`| ${status}${cfn.problems.length ? ` (${cfn.problems.length} problems)` : ''} | ${ms(wall)} | ${written} | ${throttled} |`);
   out();

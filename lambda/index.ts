@@ -214,6 +214,8 @@ export async function handler(event: CloudFormationCustomResourceEvent | Refresh
     } catch (error) {
       const reason = reasonFor(error);
       log('refresh failed', { reason });
+      // The original error is dropped on purpose: only the one-line reason may reach the function's log.
+      // eslint-disable-next-line preserve-caught-error
       throw new Error(`refresh failed: ${reason}`);
     }
     return;

@@ -188,7 +188,9 @@ export class LocalCloudFormation {
     try {
       // As CloudFormation does, resources whose dependencies are in place are created in parallel.
       for (const level of this.levels(template)) {
-        const settled = await Promise.allSettled(level.map(async (id) => this.resources.set(id, await this.createResource(id, template.Resources[id]))));
+        const settled = await Promise.allSettled(level.map(async (id) => {
+          this.resources.set(id, await this.createResource(id, template.Resources[id]));
+        }));
         const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failure) throw failure.reason;
       }
@@ -264,7 +266,8 @@ export class LocalCloudFormation {
       // The resource that failed its Update is rolled back too, from the properties it failed with.
       if (failed && before.has(failed.logicalId) && !created.includes(failed.logicalId)) {
         const old = before.get(failed.logicalId)!;
-        this.resources.set(failed.logicalId, { ...old, physicalId: failed.physicalId, properties: this.resolve(template.Resources[failed.logicalId].Properties ?? {}) });
+        const properties = this.resolve(template.Resources[failed.logicalId].Properties ?? {});
+        this.resources.set(failed.logicalId, { ...old, physicalId: failed.physicalId, properties });
         updated.push(failed.logicalId);
       }
       await this.rollBack(before, updated, created).catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
@@ -619,7 +622,10 @@ export class LocalCloudFormation {
         clearTimeout(timer);
         resolve('crashed');
       });
-      child.send({ assetDir: this.assetDirOf(fn), handler: fn.properties.Handler, event, timeoutMs, functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128 });
+      child.send({
+        assetDir: this.assetDirOf(fn), handler: fn.properties.Handler, event, timeoutMs,
+        functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128,
+      });
     });
     await new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once('exit', () => r())));
     const wallMs = Number(process.hrtime.bigint() - started) / 1e6;

@@ -223,7 +223,8 @@ describe('one provider per stack', () => {
     };
     const one = policyOf(1);
     const two = policyOf(2);
-    expect(two.map((s: { Sid: string; Action: unknown }) => [s.Sid, s.Action])).toEqual(one.map((s: { Sid: string; Action: unknown }) => [s.Sid, s.Action]));
+    const shape = (statements: { Sid: string; Action: unknown }[]) => statements.map((s) => [s.Sid, s.Action]);
+    expect(shape(two)).toEqual(shape(one));
     expect(two[0].Resource).toEqual([targetArn(1), targetArn(2)]);
     expect(two[1].Resource).toEqual([
       one[1].Resource,
@@ -295,7 +296,7 @@ describe('validation at synth', () => {
       /'initiators\[0\]' must be an iSCSI initiator name \(1 to 255 characters of lower-case letters, digits, ':', '.' and '-'\), got 'IQN.1991-05.com.microsoft:HOST'/],
     ['an initiator with a space', { targetArn: DOC_ARN, initiators: [HOST_A, 'iqn.x host'] }, /'initiators\[1\]' must be .*, got 'iqn.x host'/],
     ['an empty initiator', { targetArn: DOC_ARN, initiators: [''] }, /'initiators\[0\]' must be .*, got ''/],
-    ['an initiator of 256 characters', { targetArn: DOC_ARN, initiators: ['a'.repeat(256)] }, new RegExp(`'initiators\\[0\\]' must be .*, got 'a{256}'`)],
+    ['an initiator of 256 characters', { targetArn: DOC_ARN, initiators: ['a'.repeat(256)] }, new RegExp('\'initiators\\[0\\]\' must be .*, got \'a{256}\'')],
     ['a repeated initiator', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B, HOST_A] },
       new RegExp(`'initiators' must not repeat an initiator name, got '${HOST_A}' more than once`)],
     ['a secret name with a colon', { targetArn: DOC_ARN, secretName: 'iscsi:vol' },

@@ -116,7 +116,9 @@ describe('Storage Gateway', () => {
   test('CHAP credentials can be described, updated and deleted; an unknown target is TargetNotFound', async () => {
     emulator.storageGateway.addTarget(DOC_TARGET_ARN);
     const initiatorSecret = secretValue();
-    await sgw.send(new UpdateChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: initiatorSecret }));
+    await sgw.send(new UpdateChapCredentialsCommand({
+      TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: initiatorSecret,
+    }));
     expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }))).ChapCredentials).toEqual([
       { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: initiatorSecret },
     ]);

@@ -1,6 +1,8 @@
 import * as http from 'node:http';
 import { AddressInfo } from 'node:net';
-import { GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient, SecretsManagerServiceException } from '@aws-sdk/client-secrets-manager';
+import {
+  GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient, SecretsManagerServiceException,
+} from '@aws-sdk/client-secrets-manager';
 import {
   DescribeChapCredentialsCommand, InternalServerError, InvalidGatewayRequestException, StorageGatewayClient,
 } from '@aws-sdk/client-storage-gateway';
@@ -11,7 +13,8 @@ import { Attr } from '../lib/api';
 import { handler, isRefreshEvent, onEvent, onRefresh } from '../lambda';
 import { MAX_RESPONSE_BYTES } from '../lambda/response';
 import {
-  DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, declared, initiatorSecretArn, properties, secretValue as newSecretValue,
+  DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, declared, initiatorSecretArn, properties,
+  secretValue as newSecretValue,
 } from './fixtures';
 
 const sgw = mockClient(StorageGatewayClient);
@@ -26,7 +29,12 @@ function pair(name: string, mutual = true, targetArn = DOC_TARGET_ARN): Pair {
     issuedSecrets.push(value);
     return value;
   };
-  return { InitiatorName: name, SecretToAuthenticateInitiator: secretValue(), ...(mutual ? { SecretToAuthenticateTarget: secretValue() } : {}), TargetARN: targetArn };
+  return {
+    InitiatorName: name,
+    SecretToAuthenticateInitiator: secretValue(),
+    ...(mutual ? { SecretToAuthenticateTarget: secretValue() } : {}),
+    TargetARN: targetArn,
+  };
 }
 
 /** The gateway answers with `pairs`; Secrets Manager behaves as a store of current values. */
@@ -111,7 +119,9 @@ describe('Create', () => {
     const outcome = await onEvent(cfnEvent('Create'));
     expect(outcome.status).toBe('SUCCESS');
     const stored = JSON.parse(store.get(TARGET_SECRET_ARN)!);
-    expect(stored.chapCredentials).toEqual([{ initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: p.SecretToAuthenticateInitiator }]);
+    expect(stored.chapCredentials).toEqual([
+      { initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: p.SecretToAuthenticateInitiator },
+    ]);
   });
 
   test('an empty credential list is a normal result: an empty secret list, no names, count 0', async () => {

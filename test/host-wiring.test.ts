@@ -73,7 +73,9 @@ describe('Linux', () => {
   test('one-way CHAP: discovery, the initiator secret, automatic startup, login; no target secret', () => {
     const { stack, wiring } = wired();
     const initiatorSecret = secretValue();
-    const calls = run(render(stack, wiring.linuxCommands), { initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: initiatorSecret });
+    const calls = run(render(stack, wiring.linuxCommands), {
+      initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: initiatorSecret,
+    });
     expect(calls).toEqual([
       'tee /etc/iscsi/initiatorname.iscsi',
       'systemctl enable --now iscsid',

@@ -86,7 +86,7 @@ test('an update with nothing changed on the gateway creates no new version of th
   expect(updated.status).toBe('UPDATE_COMPLETE');
   expect(cloud.cfn.invocations.at(-1)!.event.RequestType).toBe('Update');
   expect(cloud.versionsOf('ChapTargetSecret')).toBe(versions);
-  expect(cloud.versionsOf(`ChapInitiatoriqn199105`)).toBe(hostVersions);
+  expect(cloud.versionsOf('ChapInitiatoriqn199105')).toBe(hostVersions);
   expect(cloud.emulator.callsOf('PutSecretValue', true).length).toBe(3); // create: target + HOST_A; update: HOST_B only
 });
 

@@ -1,0 +1,21 @@
+// Lint: typescript-eslint's recommended rules plus the house style (two-space indent, single quotes,
+// semicolons, trailing commas on multi-line literals, lines up to 150 columns).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['**/*.js', '**/*.d.ts', 'node_modules/**', 'cdk.out/**', 'assets/**', '!eslint.config.mjs', 'scripts/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    files: ['**/*.ts'],
+    rules: {
+      'indent': ['error', 2, { SwitchCase: 1, ignoredNodes: ['TemplateLiteral *'] }],
+      'quotes': ['error', 'single', { avoidEscape: true }],
+      'semi': ['error', 'always'],
+      'comma-dangle': ['error', 'always-multiline'],
+      'max-len': ['error', { code: 150, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreRegExpLiterals: true }],
+      '@typescript-eslint/no-explicit-any': 'error',
+    },
+  },
+);
