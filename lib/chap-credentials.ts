@@ -82,7 +82,6 @@ export interface ChapCredentialsProps {
  * Manager, and exposes the initiator names to the stack.
  */
 export class ChapCredentials extends Construct {
-
   /**
    * Comma-separated initiator names, sorted, as the target reports them. When they would not fit in a
    * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`.
@@ -267,11 +266,13 @@ function validateProps(props: ChapCredentialsProps): void {
   if (props.refresh && !props.refresh.isUnresolved() && props.refresh.toSeconds() < 60) {
     fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
   }
-  // EventBridge keeps at most 8192 characters of a target's input; each declared initiator takes up to about 400.
-  const inputEstimate = 300 + (props.initiators ?? []).reduce((sum, name) => sum + 150 + (Token.isUnresolved(name) ? 255 : name.length), 0);
-  if (props.refresh && inputEstimate > 8192) {
-    fail(`'refresh' cannot carry ${props.initiators!.length} declared initiators: the schedule's input would be about `
-      + `${inputEstimate} characters, more than EventBridge's limit of 8192; declare fewer initiators or split the target`);
+  if (props.refresh) {
+    // EventBridge keeps at most 8192 characters of a target's input; each declared initiator takes up to about 400.
+    const inputEstimate = 300 + (props.initiators ?? []).reduce((sum, name) => sum + 150 + (Token.isUnresolved(name) ? 255 : name.length), 0);
+    if (inputEstimate > 8192) {
+      fail(`'refresh' cannot carry ${props.initiators!.length} declared initiators: the schedule's input would be about `
+        + `${inputEstimate} characters, more than EventBridge's limit of 8192; declare fewer initiators or split the target`);
+    }
   }
   if (props.secretName !== undefined && !Token.isUnresolved(props.secretName)) {
     // Room for '/<initiator>' when initiators are declared.

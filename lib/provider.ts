@@ -18,7 +18,7 @@ export const SERVICE_TIMEOUT = Duration.minutes(5);
 
 /** Acknowledges rule-pack findings (cdk-nag and other policy validation plugins) on `scope`, with the reason. */
 export function acknowledge(scope: IConstruct, ids: readonly string[], reason: string): void {
-  for (const id of ids) Validations.of(scope).acknowledge({ id, reason });
+  Validations.of(scope).acknowledge(...ids.map((id) => ({ id, reason })));
 }
 
 /** CloudFormation's limits for one stack. */
@@ -47,6 +47,10 @@ export class ChapCredentialsProvider extends Construct {
   public readonly function: lambda.Function;
   public readonly role: iam.Role;
   public readonly logGroup: logs.LogGroup;
+  /** The log group's resource: its KMS key is set when a customer key of the stack registers. */
+  private get logGroupResource(): logs.CfnLogGroup {
+    return this.logGroup.node.defaultChild as logs.CfnLogGroup;
+  }
   private readonly policy = new iam.PolicyDocument();
   private readonly describeStatement = new iam.PolicyStatement({
     sid: 'DescribeChapCredentials',
@@ -76,7 +80,7 @@ export class ChapCredentialsProvider extends Construct {
       resources: [this.logGroup.logGroupArn],
     }));
     // Encrypted with the first customer key of the stack given to a ChapCredentials, if any; decided at synth.
-    const logGroupResource = this.logGroup.node.defaultChild as logs.CfnLogGroup;
+    const logGroupResource = this.logGroupResource;
     Aspects.of(this.logGroup).add(new (class implements IAspect {
       visit(node: IConstruct): void {
         if (node !== logGroupResource || logGroupResource.kmsKeyId) return;
@@ -141,7 +145,7 @@ export class ChapCredentialsProvider extends Construct {
 
   /** Encrypts the log group with the first customer key of this stack, whose policy it can extend for CloudWatch Logs. */
   private encryptLogsWith(key: kms.IKey): void {
-    const logGroup = this.logGroup.node.defaultChild as logs.CfnLogGroup;
+    const logGroup = this.logGroupResource;
     if (logGroup.kmsKeyId || !(key instanceof kms.Key) || Stack.of(key) !== Stack.of(this)) return;
     const stack = Stack.of(this);
     key.addToResourcePolicy(new iam.PolicyStatement({

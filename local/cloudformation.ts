@@ -111,7 +111,6 @@ export class LocalCloudFormation {
   /** The first N response PUTs answer 500 (each is still recorded as a try). */
   failResponsePuts = 0;
   private readonly emulator: Emulator;
-  private readonly waiting = new Map<string, (raw: string) => void>();
   private readonly received = new Map<string, string[]>();
   private server?: http.Server;
   private responseBase = '';
@@ -138,7 +137,6 @@ export class LocalCloudFormation {
         }
         const raw = Buffer.concat(chunks).toString('utf8');
         this.received.get(id)!.push(raw);
-        this.waiting.get(id)?.(raw);
         res.writeHead(200).end();
       });
     };
@@ -495,8 +493,7 @@ export class LocalCloudFormation {
   private async updateResource(id: string, definition: Json, old: Deployed, properties: Json): Promise<Deployed> {
     if (definition.Type === 'AWS::SecretsManager::Secret') {
       if (properties.Name !== old.properties.Name) return this.createResource(id, definition); // replacement
-      const secret = this.emulator.secretsManager.secrets.get(
-        [...this.emulator.secretsManager.secrets.values()].find((s) => s.arn === old.physicalId)!.name)!;
+      const secret = this.emulator.secretsManager.lookup(old.physicalId)!;
       secret.description = properties.Description;
       secret.kmsKeyId = properties.KmsKeyId;
       secret.tags = properties.Tags ?? [];

@@ -33,6 +33,14 @@ describe('the schedule in the template', () => {
     expect(statements.map((s: { Sid: string }) => s.Sid)).toEqual(['DescribeChapCredentials', 'WriteChapSecrets', 'WriteLogs']);
   });
 
+  test('a refresh carrying more initiators than EventBridge input allows is refused, naming the limit', () => {
+    const stack = new Stack(new App(), 'Crowded');
+    const initiators = Array.from({ length: 60 }, (_, i) => `iqn.1994-05.com.redhat:host-${String(i).padStart(3, '0')}`);
+    expect(() => new ChapCredentials(stack, 'A', { targetArn: DOC_TARGET_ARN, refresh: Duration.hours(1), initiators }))
+      .toThrow(/^'refresh' cannot carry 60 declared initiators: the schedule's input would be about \d+ characters, more than EventBridge's limit of 8192/);
+    expect(() => new ChapCredentials(stack, 'B', { targetArn: DOC_TARGET_ARN, initiators })).not.toThrow();
+  });
+
   test('a refresh under a minute is refused, naming the prop, the rule and the value', () => {
     const stack = new Stack(new App(), 'Fast');
     expect(() => new ChapCredentials(stack, 'A', { targetArn: DOC_TARGET_ARN, refresh: Duration.seconds(30) }))

@@ -42,11 +42,14 @@ export class SecretsManager {
 
   constructor(private readonly region: string, private readonly account: string) {}
 
+  /** The secret with this ARN or name, deleted or not, if there is one. */
+  lookup(secretId: string): StoredSecret | undefined {
+    return secretId.startsWith('arn:') ? [...this.secrets.values()].find((s) => s.arn === secretId) : this.secrets.get(secretId);
+  }
+
   /** Finds a secret by ARN or name; deleted ones only when `allowDeleted`. */
   private find(secretId: string, allowDeleted = false): StoredSecret {
-    const secret = secretId.startsWith('arn:')
-      ? [...this.secrets.values()].find((s) => s.arn === secretId)
-      : this.secrets.get(secretId);
+    const secret = this.lookup(secretId);
     if (!secret) throw new AwsError('ResourceNotFoundException', "Secrets Manager can't find the specified secret.");
     if (secret.deletedDate !== undefined && !allowDeleted) {
       throw new AwsError('InvalidRequestException',
@@ -174,7 +177,7 @@ export class SecretsManager {
     }
     if (input.ForceDeleteWithoutRecovery) {
       // Forcibly deleting a deleted or missing secret is not an error.
-      const gone = [...this.secrets.values()].find((s) => s.arn === input.SecretId || s.name === input.SecretId);
+      const gone = this.lookup(input.SecretId as string);
       if (gone) this.secrets.delete(gone.name);
       return { ARN: gone?.arn ?? input.SecretId, Name: gone?.name, DeletionDate: Date.now() / 1000 };
     }
