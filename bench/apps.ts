@@ -1,9 +1,15 @@
-/** The two stacks the benchmark compares: N ChapCredentials, or N AwsCustomResource calls of describeChapCredentials. */
-import { App, CfnOutput, Stack } from 'aws-cdk-lib';
+/** The stacks the benchmark compares: N ChapCredentials, N AwsCustomResource calls of describeChapCredentials, or the Floor. */
+import { App, CfnOutput, CfnResource, Stack } from 'aws-cdk-lib';
 import { AwsCustomResource, AwsCustomResourcePolicy, PhysicalResourceId } from 'aws-cdk-lib/custom-resources';
 import { ChapCredentials } from '../lib';
+import { Attr, Prop, RESOURCE_TYPE } from '../lib/api';
+import { ChapCredentialsProvider } from '../lib/provider';
 
-export type Kind = 'ChapCredentials' | 'AwsCustomResource';
+/**
+ * `Floor` is not a product: the three CloudFormation elements a ChapCredentials must add (its secret, its custom
+ * resource, its output) as bare L1s beside the same provider, with nothing else; what aws-cdk-lib itself costs.
+ */
+export type Kind = 'ChapCredentials' | 'AwsCustomResource' | 'Floor';
 export const STACK = 'Bench';
 
 export function targetArn(n: number): string {
@@ -23,6 +29,15 @@ export function benchStack(app: App, kind: Kind, count: number, initiators = 0):
         targetArn: targetArn(i),
         initiators: initiators ? Array.from({ length: initiators }, (_, n) => initiatorName(i, n)) : undefined,
       });
+    } else if (kind === 'Floor') {
+      const provider = ChapCredentialsProvider.getOrCreate(stack);
+      const secret = new CfnResource(stack, `Chap${i}Secret`, { type: 'AWS::SecretsManager::Secret', properties: { GenerateSecretString: {} } });
+      provider.register({ targetArn: targetArn(i), secretArns: [secret.ref] });
+      const resource = new CfnResource(stack, `Chap${i}`, {
+        type: RESOURCE_TYPE,
+        properties: { ServiceToken: provider.function.functionArn, [Prop.TargetArn]: targetArn(i), [Prop.TargetSecretArn]: secret.ref },
+      });
+      new CfnOutput(stack, `Chap${i}InitiatorNames`, { value: resource.getAtt(Attr.InitiatorNames).toString() });
     } else {
       const call = {
         service: 'StorageGateway',
