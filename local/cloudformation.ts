@@ -300,7 +300,7 @@ export class LocalCloudFormation {
     const rule = this.resources.get(ruleLogicalId);
     if (rule?.type !== 'AWS::Events::Rule') throw new Error(`${ruleLogicalId} is not a deployed rule`);
     const target = (rule.properties.Targets ?? [])[0];
-    const fn = [...this.resources.values()].find((r) => r.type === 'AWS::Lambda::Function' && r.attributes.Arn === target?.Arn);
+    const fn = this.functionWithArn(target?.Arn);
     if (!fn) throw new Error(`rule ${ruleLogicalId} does not target a function of this stack`);
     const responseId = randomUUID();
     this.received.set(responseId, []);
@@ -524,9 +524,8 @@ export class LocalCloudFormation {
     extra: { physicalId?: string; oldProperties?: Json } = {},
   ): Promise<ResponseBody> {
     const functionArn = properties.ServiceToken;
-    const fnId = [...this.resources.entries()].find(([, r]) => r.type === 'AWS::Lambda::Function' && r.attributes.Arn === functionArn)?.[0];
-    if (!fnId) throw new StackFailure(`${logicalId}: ServiceToken ${functionArn} is not a function of this stack`);
-    const fn = this.resources.get(fnId)!;
+    const fn = this.functionWithArn(functionArn);
+    if (!fn) throw new StackFailure(`${logicalId}: ServiceToken ${functionArn} is not a function of this stack`);
     const responseId = randomUUID();
     const event = {
       RequestType: requestType,
@@ -560,6 +559,11 @@ export class LocalCloudFormation {
       throw failure;
     }
     return first;
+  }
+
+  /** The deployed function of this stack whose ARN is `arn`. */
+  private functionWithArn(arn: unknown): Deployed | undefined {
+    return [...this.resources.values()].find((r) => r.type === 'AWS::Lambda::Function' && r.attributes.Arn === arn);
   }
 
   private timeoutSeconds(fn: Deployed): number {
@@ -597,6 +601,7 @@ export class LocalCloudFormation {
       ...(this.options.runtimeNodePath ? { NODE_PATH: this.options.runtimeNodePath } : {}),
       ...(fn.properties.Environment?.Variables ?? {}),
     };
+    const assetDir = this.assetDirOf(fn);
     const child: ChildProcess = fork(path.join(__dirname, 'lambda-runner.js'), [], { env, silent: true, execArgv: [] });
     let logs = '';
     child.stdout!.on('data', (d) => (logs += d));
@@ -620,7 +625,7 @@ export class LocalCloudFormation {
         resolve('crashed');
       });
       child.send({
-        assetDir: this.assetDirOf(fn), handler: fn.properties.Handler, event, timeoutMs,
+        assetDir, handler: fn.properties.Handler, event, timeoutMs,
         functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128,
       });
     });

@@ -51,9 +51,8 @@ async function main(): Promise<void> {
   const sm = emulator.secretsManager;
   const showSecrets = () => {
     for (const secret of sm.secrets.values()) {
-      const current = sm.versions(secret.arn).find((v) => v.stages.has('AWSCURRENT'));
-      console.log(`    secret ${secret.name} (${sm.versions(secret.arn).length} versions)`);
-      for (const line of describeValue(current?.secretString)) console.log(`      ${line}`);
+      console.log(`    secret ${secret.name} (${secret.versions.size} versions)`);
+      for (const line of describeValue(sm.current(secret.arn))) console.log(`      ${line}`);
     }
   };
   try {

@@ -19,7 +19,8 @@ interface Invoke {
 
 process.once('message', async (message: Invoke) => {
   const started = Date.now();
-  const [file, exportName] = [message.handler.slice(0, message.handler.lastIndexOf('.')), message.handler.slice(message.handler.lastIndexOf('.') + 1)];
+  const dot = message.handler.lastIndexOf('.');
+  const [file, exportName] = [message.handler.slice(0, dot), message.handler.slice(dot + 1)];
   const context = {
     functionName: message.functionName,
     functionVersion: '$LATEST',

@@ -3,11 +3,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Attr, ChapCredentials, Prop, RESOURCE_TYPE } from '../lib';
+import { DOC_TARGET_ARN, HOST_B, numberedTargetArn } from './fixtures';
 
-const DOC_ARN = 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:myvolume';
-const targetArn = (n: number) => `arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:vol${n}`;
 const HOST_A = 'iqn.1991-05.com.microsoft:host-a.example.com';
-const HOST_B = 'iqn.1994-05.com.redhat:host-b';
 
 function newStack(): Stack {
   return new Stack(new App(), 'Test', { env: { account: '111122223333', region: 'us-east-1' } });
@@ -22,7 +20,7 @@ function logicalIdOf(stack: Stack, construct: { secretArn: string } | { node: { 
 describe('ChapCredentials resources', () => {
   test('one target: a secret, the custom resource with its properties and service timeout, an output', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN });
     const template = Template.fromStack(stack);
 
     template.resourceCountIs('AWS::SecretsManager::Secret', 1);
@@ -33,7 +31,7 @@ describe('ChapCredentials resources', () => {
     template.hasResourceProperties(RESOURCE_TYPE, {
       ServiceToken: { 'Fn::GetAtt': [Match.stringLikeRegexp('ChapCredentialsProviderHandler'), 'Arn'] },
       ServiceTimeout: '300',
-      [Prop.TargetArn]: DOC_ARN,
+      [Prop.TargetArn]: DOC_TARGET_ARN,
       [Prop.TargetSecretArn]: { Ref: secretId },
       [Prop.Initiators]: Match.absent(),
     });
@@ -42,7 +40,7 @@ describe('ChapCredentials resources', () => {
 
   test('the handler is the prebundled asset, Node.js 24 on arm64, with a timeout below the service timeout', () => {
     const stack = newStack();
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Handler: 'index.handler',
@@ -55,7 +53,7 @@ describe('ChapCredentials resources', () => {
 
   test('an explicit log group with a retention period receives the logs', () => {
     const stack = newStack();
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
     const [logGroupId] = Object.keys(template.findResources('AWS::Logs::LogGroup'));
@@ -64,7 +62,7 @@ describe('ChapCredentials resources', () => {
 
   test('declared initiators each get a secret of their own, passed to the handler by name', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B] });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, HOST_B] });
     const template = Template.fromStack(stack);
     template.resourceCountIs('AWS::SecretsManager::Secret', 3);
     template.hasResourceProperties(RESOURCE_TYPE, {
@@ -78,7 +76,7 @@ describe('ChapCredentials resources', () => {
 
   test('secretName names the target secret and, with : mapped to _, each initiator secret', () => {
     const stack = newStack();
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A], secretName: 'iscsi/myvolume' });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], secretName: 'iscsi/myvolume' });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: 'iscsi/myvolume' });
     template.hasResourceProperties('AWS::SecretsManager::Secret', { Name: 'iscsi/myvolume/iqn.1991-05.com.microsoft_host-a.example.com' });
@@ -87,7 +85,7 @@ describe('ChapCredentials resources', () => {
   test('encryptionKey and removalPolicy pass through to every secret', () => {
     const stack = newStack();
     const key = new kms.Key(stack, 'Key');
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A], encryptionKey: key, removalPolicy: RemovalPolicy.RETAIN });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], encryptionKey: key, removalPolicy: RemovalPolicy.RETAIN });
     const template = Template.fromStack(stack);
     const secrets = template.findResources('AWS::SecretsManager::Secret');
     expect(Object.values(secrets)).toHaveLength(2);
@@ -113,20 +111,20 @@ describe('ChapCredentials resources', () => {
 describe('outputs and attributes', () => {
   test('the output can be turned off', () => {
     const stack = newStack();
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, outputInitiatorNames: false });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, outputInitiatorNames: false });
     expect(Object.keys(Template.fromStack(stack).findOutputs('*'))).toHaveLength(0);
   });
 
   test('the output can be exported', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiatorNamesExportName: 'MyVolumeInitiators' });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiatorNamesExportName: 'MyVolumeInitiators' });
     Template.fromStack(stack).hasOutput('*', { Export: { Name: 'MyVolumeInitiators' } });
     expect(chap.initiatorNamesOutput).toBeDefined();
   });
 
   test('attributes read the handler Data: names as a list, comma-separated, count and truncation flag', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN });
     const id = logicalIdOf(stack, chap.resource);
     expect(stack.resolve(chap.initiatorNames)).toEqual({ 'Fn::Split': [',', { 'Fn::GetAtt': [id, Attr.InitiatorNames] }] });
     expect(stack.resolve(chap.initiatorNamesCommaSeparated)).toEqual({ 'Fn::GetAtt': [id, Attr.InitiatorNames] });
@@ -136,7 +134,7 @@ describe('outputs and attributes', () => {
 
   test('grantRead lets a host role read the target secret only; grantReadInitiator only its own secret', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B] });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, HOST_B] });
     const admin = new iam.Role(stack, 'Admin', { assumedBy: new iam.AccountRootPrincipal() });
     const hostA = new iam.Role(stack, 'HostA', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
     const adminGrant = chap.grantRead(admin);
@@ -161,7 +159,7 @@ describe('outputs and attributes', () => {
 
   test('asking for an undeclared initiator names the prop, the rule and the value', () => {
     const stack = newStack();
-    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, initiators: [HOST_A] });
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A] });
     expect(() => chap.initiatorSecret(HOST_B)).toThrow(
       `'initiatorName' must be one of the declared 'initiators' (${HOST_A}), got '${HOST_B}'`);
   });
@@ -170,7 +168,7 @@ describe('outputs and attributes', () => {
 describe('one provider per stack', () => {
   test('three constructs share one function and one role whose policy lists exactly their targets and secrets', () => {
     const stack = newStack();
-    const chaps = [1, 2, 3].map((n) => new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) }));
+    const chaps = [1, 2, 3].map((n) => new ChapCredentials(stack, `Chap${n}`, { targetArn: numberedTargetArn(n) }));
     const template = Template.fromStack(stack);
     template.resourceCountIs('AWS::Lambda::Function', 1);
     template.resourceCountIs('AWS::IAM::Role', 1);
@@ -184,7 +182,7 @@ describe('one provider per stack', () => {
       PolicyDocument: {
         Version: '2012-10-17',
         Statement: [
-          { Sid: 'DescribeChapCredentials', Effect: 'Allow', Action: 'storagegateway:DescribeChapCredentials', Resource: [1, 2, 3].map(targetArn) },
+          { Sid: 'DescribeChapCredentials', Effect: 'Allow', Action: 'storagegateway:DescribeChapCredentials', Resource: [1, 2, 3].map(numberedTargetArn) },
           {
             Sid: 'WriteChapSecrets',
             Effect: 'Allow',
@@ -202,13 +200,13 @@ describe('one provider per stack', () => {
       const app = new App();
       const a = new Stack(app, 'A');
       const b = new Stack(app, 'B');
-      new ChapCredentials(a, 'Chap', { targetArn: targetArn(1) });
-      new ChapCredentials(b, 'Chap', { targetArn: targetArn(2) });
+      new ChapCredentials(a, 'Chap', { targetArn: numberedTargetArn(1) });
+      new ChapCredentials(b, 'Chap', { targetArn: numberedTargetArn(2) });
       for (const [stack, n] of [[a, 1], [b, 2]] as const) {
         const template = Template.fromStack(stack);
         template.resourceCountIs('AWS::Lambda::Function', 1);
         template.hasResourceProperties('AWS::IAM::Role', {
-          Policies: [{ PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: targetArn(n) })]) } }],
+          Policies: [{ PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: numberedTargetArn(n) })]) } }],
         });
       }
     }
@@ -217,7 +215,9 @@ describe('one provider per stack', () => {
   test('a second construct adds its target and secret ARNs to the same statements, and nothing else', () => {
     const policyOf = (count: number) => {
       const stack = newStack();
-      for (let n = 1; n <= count; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n), initiators: n === 2 ? [HOST_A] : undefined });
+      for (let n = 1; n <= count; n++) {
+        new ChapCredentials(stack, `Chap${n}`, { targetArn: numberedTargetArn(n), initiators: n === 2 ? [HOST_A] : undefined });
+      }
       const template = Template.fromStack(stack);
       return Object.values(template.findResources('AWS::IAM::Role'))[0].Properties.Policies[0].PolicyDocument.Statement;
     };
@@ -225,7 +225,7 @@ describe('one provider per stack', () => {
     const two = policyOf(2);
     const shape = (statements: { Sid: string; Action: unknown }[]) => statements.map((s) => [s.Sid, s.Action]);
     expect(shape(two)).toEqual(shape(one));
-    expect(two[0].Resource).toEqual([targetArn(1), targetArn(2)]);
+    expect(two[0].Resource).toEqual([numberedTargetArn(1), numberedTargetArn(2)]);
     expect(two[1].Resource).toEqual([
       one[1].Resource,
       { Ref: expect.stringMatching(/^Chap2TargetSecret/) },
@@ -237,7 +237,7 @@ describe('one provider per stack', () => {
   test('with a customer key of the stack, the log group is encrypted with it and the key lets CloudWatch Logs use it', () => {
     const stack = newStack();
     const key = new kms.Key(stack, 'Key');
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, encryptionKey: key });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, encryptionKey: key });
     const template = Template.fromStack(stack);
     const keyId = stack.getLogicalId(key.node.defaultChild as never);
     template.hasResourceProperties('AWS::Logs::LogGroup', { KmsKeyId: { 'Fn::GetAtt': [keyId, 'Arn'] } });
@@ -256,16 +256,16 @@ describe('one provider per stack', () => {
 
   test('without a customer key the log group has no KMS key', () => {
     const stack = newStack();
-    new ChapCredentials(stack, 'Chap', { targetArn: DOC_ARN, encryptionKey: kms.Key.fromKeyArn(stack, 'Imported', 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab') });
+    new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, encryptionKey: kms.Key.fromKeyArn(stack, 'Imported', 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab') });
     Template.fromStack(stack).hasResourceProperties('AWS::Logs::LogGroup', { KmsKeyId: Match.absent() });
   });
 
   test('a customer KMS key may be used only through Secrets Manager, and only that key', () => {
     const stack = newStack();
     const key = new kms.Key(stack, 'Key');
-    new ChapCredentials(stack, 'Chap1', { targetArn: targetArn(1), encryptionKey: key });
-    new ChapCredentials(stack, 'Chap2', { targetArn: targetArn(2), encryptionKey: key });
-    new ChapCredentials(stack, 'Chap3', { targetArn: targetArn(3) });
+    new ChapCredentials(stack, 'Chap1', { targetArn: numberedTargetArn(1), encryptionKey: key });
+    new ChapCredentials(stack, 'Chap2', { targetArn: numberedTargetArn(2), encryptionKey: key });
+    new ChapCredentials(stack, 'Chap3', { targetArn: numberedTargetArn(3) });
     const template = Template.fromStack(stack);
     template.hasResourceProperties('AWS::IAM::Role', {
       Policies: [{
@@ -290,18 +290,18 @@ describe('validation at synth', () => {
     ['a volume ARN instead of a target ARN', { targetArn: 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/volume/vol-1122AABB' },
       /'targetArn' must be .*, got 'arn:aws:storagegateway:us-east-1:111122223333:gateway\/sgw-12A3456B\/volume\/vol-1122AABB'/],
     ['an ARN shorter than 50 characters', { targetArn: 'arn:aws:storagegateway:us-east-1:1:gateway/g/target/t' }, /50 to 800 characters\), got 'arn:aws:storagegateway:us-east-1:1:gateway\/g\/target\/t'/],
-    ['an ARN longer than 800 characters', { targetArn: `${DOC_ARN}${'x'.repeat(800)}` }, new RegExp(`got '${DOC_ARN}x{800}'`)],
+    ['an ARN longer than 800 characters', { targetArn: `${DOC_TARGET_ARN}${'x'.repeat(800)}` }, new RegExp(`got '${DOC_TARGET_ARN}x{800}'`)],
     ['an empty ARN', { targetArn: '' }, /'targetArn' must be .*, got ''/],
-    ['an upper-case initiator', { targetArn: DOC_ARN, initiators: ['IQN.1991-05.com.microsoft:HOST'] },
+    ['an upper-case initiator', { targetArn: DOC_TARGET_ARN, initiators: ['IQN.1991-05.com.microsoft:HOST'] },
       /'initiators\[0\]' must be an iSCSI initiator name \(1 to 255 characters of lower-case letters, digits, ':', '.' and '-'\), got 'IQN.1991-05.com.microsoft:HOST'/],
-    ['an initiator with a space', { targetArn: DOC_ARN, initiators: [HOST_A, 'iqn.x host'] }, /'initiators\[1\]' must be .*, got 'iqn.x host'/],
-    ['an empty initiator', { targetArn: DOC_ARN, initiators: [''] }, /'initiators\[0\]' must be .*, got ''/],
-    ['an initiator of 256 characters', { targetArn: DOC_ARN, initiators: ['a'.repeat(256)] }, new RegExp('\'initiators\\[0\\]\' must be .*, got \'a{256}\'')],
-    ['a repeated initiator', { targetArn: DOC_ARN, initiators: [HOST_A, HOST_B, HOST_A] },
+    ['an initiator with a space', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, 'iqn.x host'] }, /'initiators\[1\]' must be .*, got 'iqn.x host'/],
+    ['an empty initiator', { targetArn: DOC_TARGET_ARN, initiators: [''] }, /'initiators\[0\]' must be .*, got ''/],
+    ['an initiator of 256 characters', { targetArn: DOC_TARGET_ARN, initiators: ['a'.repeat(256)] }, new RegExp('\'initiators\\[0\\]\' must be .*, got \'a{256}\'')],
+    ['a repeated initiator', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, HOST_B, HOST_A] },
       new RegExp(`'initiators' must not repeat an initiator name, got '${HOST_A}' more than once`)],
-    ['a secret name with a colon', { targetArn: DOC_ARN, secretName: 'iscsi:vol' },
+    ['a secret name with a colon', { targetArn: DOC_TARGET_ARN, secretName: 'iscsi:vol' },
       /'secretName' must be a Secrets Manager secret name \(1 to 512 characters of ASCII letters, digits and '\/_\+=\.@-'\), got 'iscsi:vol'/],
-    ['a secret name too long to hold initiator names', { targetArn: DOC_ARN, initiators: [HOST_A], secretName: 's'.repeat(300) },
+    ['a secret name too long to hold initiator names', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], secretName: 's'.repeat(300) },
       /'secretName' must be a Secrets Manager secret name \(1 to 256 characters/],
   ];
 
@@ -312,7 +312,7 @@ describe('validation at synth', () => {
   test('more outputs than CloudFormation allows fail the synth, naming the prop, the limit and the count', () => {
     const app = new App();
     const stack = new Stack(app, 'Many');
-    for (let n = 0; n < 201; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) });
+    for (let n = 0; n < 201; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: numberedTargetArn(n) });
     expect(() => app.synth()).toThrow(
       /'outputInitiatorNames' must leave stack 'Many' at most 200 outputs \(CloudFormation's limit\), got 201; set outputInitiatorNames: false/);
   });
@@ -320,19 +320,19 @@ describe('validation at synth', () => {
   test('more resources than CloudFormation allows fail the synth, naming the limit and the count', () => {
     const app = new App();
     const stack = new Stack(app, 'Huge');
-    for (let n = 0; n < 250; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n), outputInitiatorNames: false });
+    for (let n = 0; n < 250; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: numberedTargetArn(n), outputInitiatorNames: false });
     expect(() => app.synth()).toThrow(/stack 'Huge' must hold at most 500 resources \(CloudFormation's limit\), got 503/);
   });
 
   test('200 targets with their outputs fit in one stack', () => {
     const app = new App();
     const stack = new Stack(app, 'Full');
-    for (let n = 0; n < 200; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: targetArn(n) });
+    for (let n = 0; n < 200; n++) new ChapCredentials(stack, `Chap${n}`, { targetArn: numberedTargetArn(n) });
     expect(() => app.synth()).not.toThrow();
   });
 
   test.each([
-    ['the documentation example (upper-case gateway id)', DOC_ARN],
+    ['the documentation example (upper-case gateway id)', DOC_TARGET_ARN],
     ['a GovCloud ARN', 'arn:aws-us-gov:storagegateway:us-gov-west-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v'],
     ['a China ARN', 'arn:aws-cn:storagegateway:cn-north-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v1'],
   ])('accepts %s', (_, arn) => {

@@ -4,6 +4,10 @@ import type { CloudFormationCustomResourceEvent } from 'aws-lambda';
 import { ChapResourceProperties, DeclaredInitiator } from '../lib/api';
 
 export const DOC_TARGET_ARN = 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:myvolume';
+/** The documentation's target with its volume named `vol<n>`: one more target per construct of a test stack. */
+export function numberedTargetArn(n: number): string {
+  return DOC_TARGET_ARN.replace('myvolume', `vol${n}`);
+}
 export const OTHER_TARGET_ARN = 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:other';
 export const TARGET_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:ChapTargetSecret-AbCdEf';
 export const HOST_A = 'iqn.1991-05.com.microsoft:computername.domain.example.com';

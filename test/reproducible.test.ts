@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { App, Stack } from 'aws-cdk-lib';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { ChapCredentials } from '../lib';
-import { DOC_TARGET_ARN, HOST_A } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, OTHER_TARGET_ARN } from './fixtures';
 
 const ROOT = path.join(__dirname, '..');
 const temp: string[] = [];
@@ -32,7 +32,7 @@ test('two synths of the same app give identical templates and asset hashes', () 
     const stack = new Stack(app, 'Repro');
     const key = new kms.Key(stack, 'Key');
     new ChapCredentials(stack, 'A', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], encryptionKey: key });
-    new ChapCredentials(stack, 'B', { targetArn: DOC_TARGET_ARN.replace('myvolume', 'other') });
+    new ChapCredentials(stack, 'B', { targetArn: OTHER_TARGET_ARN });
     const artifact = app.synth().getStackByName('Repro');
     const assets = JSON.parse(fs.readFileSync(path.join(app.outdir, 'Repro.assets.json'), 'utf8'));
     return { template: fs.readFileSync(artifact.templateFullPath, 'utf8'), hashes: Object.keys(assets.files).sort() };

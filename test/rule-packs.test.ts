@@ -11,10 +11,9 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks, NIST80053R5Checks } from 'cdk-nag';
 import { ChapCredentials } from '../lib';
 import { demoStack } from '../bin/demo-stack';
-import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
+import { HOST_A, HOST_B, numberedTargetArn } from './fixtures';
 
 const DOC_ARN_CONTEXT = JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'cdk.json'), 'utf8')).context;
-const target = (n: number) => DOC_TARGET_ARN.replace('myvolume', `vol${n}`);
 
 /** An app checked by both packs; synth throws with the findings when any is left. */
 function checkedApp(context: Record<string, unknown> = {}): App {
@@ -43,8 +42,8 @@ test('the demo app has no unacknowledged finding', () => {
 test('several constructs, with declared initiators and a refresh schedule, without a customer key, have no unacknowledged finding', () => {
   const app = checkedApp();
   const stack = new Stack(app, 'Several');
-  new ChapCredentials(stack, 'A', { targetArn: target(1), initiators: [HOST_A, HOST_B] });
-  new ChapCredentials(stack, 'B', { targetArn: target(2), refresh: Duration.hours(6) });
+  new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A, HOST_B] });
+  new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), refresh: Duration.hours(6) });
   expect(findings(app)).toBe('');
 });
 
@@ -52,9 +51,9 @@ test('several constructs with a customer key have no finding and an encrypted lo
   const app = checkedApp();
   const stack = new Stack(app, 'Keyed');
   const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
-  new ChapCredentials(stack, 'A', { targetArn: target(1), initiators: [HOST_A], encryptionKey: key });
-  new ChapCredentials(stack, 'B', { targetArn: target(2), encryptionKey: key });
-  new ChapCredentials(stack, 'C', { targetArn: target(3) });
+  new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], encryptionKey: key });
+  new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), encryptionKey: key });
+  new ChapCredentials(stack, 'C', { targetArn: numberedTargetArn(3) });
   expect(findings(app)).toBe('');
 });
 

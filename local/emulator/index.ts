@@ -21,6 +21,8 @@ const SERVICES = {
   secretsmanager: 'secretsmanager',
 } as const;
 type Service = (typeof SERVICES)[keyof typeof SERVICES];
+/** Each service's name for its own 500 error. */
+const INTERNAL_ERROR: Record<Service, string> = { storagegateway: 'InternalServerError', secretsmanager: 'InternalServiceError' };
 
 /** Faults for one operation (or '*' for every operation). Counts are consumed call by call. */
 export interface Fault {
@@ -190,8 +192,7 @@ export class Emulator {
     }
     if (fault?.serverErrors && fault.serverErrors > 0) {
       const status = [500, 502, 503][fault.serverErrors-- % 3];
-      const type = status === 500 ? (service === 'storagegateway' ? 'InternalServerError' : 'InternalServiceError') : 'ServiceUnavailable';
-      return fail(new AwsError(type, 'An internal error occurred', status));
+      return fail(new AwsError(status === 500 ? INTERNAL_ERROR[service] : 'ServiceUnavailable', 'An internal error occurred', status));
     }
     if (fault?.failAll) return fail(new AwsError(fault.failAll.type, fault.failAll.message ?? 'Injected failure', fault.failAll.status));
 
@@ -202,12 +203,12 @@ export class Emulator {
       return fail(new AwsError('SerializationException', 'Start of structure or map found where not expected'));
     }
     try {
-      const output = api[operation]!.call(service === 'storagegateway' ? this.storageGateway : this.secretsManager, input);
+      const output = api[operation]!.call(api, input);
       this.record(service, operation, started, 200);
       send(200, JSON.parse(JSON.stringify(output ?? {})));
     } catch (error) {
       if (error instanceof AwsError) return fail(error);
-      return fail(new AwsError(service === 'storagegateway' ? 'InternalServerError' : 'InternalServiceError', 'An internal error occurred', 500));
+      return fail(new AwsError(INTERNAL_ERROR[service], 'An internal error occurred', 500));
     }
   }
 }
