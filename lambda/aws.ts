@@ -101,18 +101,69 @@ export function currentValues(secretArns: readonly string[], abortSignal?: Abort
 }
 
 /**
+ * How many ClientRequestTokens one request may use for one secret. Each one past the first stands for a value this
+ * same request already stored before the gateway changed (Lambda retries an invocation at most twice).
+ */
+export const TOKENS_PER_REQUEST = 5;
+
+/**
+ * The `attempt`-th ClientRequestToken of a request for a secret: a hash of the request's key (stack and request id,
+ * or the refresh invocation's id), the secret ARN and the attempt number. Never of the value: version ids are
+ * listed to anyone allowed DescribeSecret, and a token derived from a short CHAP secret would let them test guesses.
+ * Attempt 0 is the token a redelivered request meets again, so Secrets Manager ignores a duplicate write.
+ */
+export function clientRequestToken(requestKey: string, secretArn: string, attempt: number): string {
+  return createHash('sha256').update(`${requestKey}\n${secretArn}${attempt ? `\n${attempt}` : ''}`).digest('hex');
+}
+
+/** What a PutSecretValue answer means for the value it carried. */
+export type PutOutcome = 'current' | 'token-taken';
+
+/**
+ * Decides from Secrets Manager's answer whether the value is now current. A token that already names a version with
+ * the same value is ignored, and the answer names that old version's stages: unless AWSCURRENT is among them (the same
+ * request already stored it, concurrently), an older value is current and the write must be made with the next token.
+ * A token that names a version with another value is refused (ResourceExistsException): the next token, too.
+ */
+export function putOutcome(answer: { readonly versionStages?: readonly string[] } | { readonly errorName: string }): PutOutcome {
+  if ('errorName' in answer) {
+    if (answer.errorName === 'ResourceExistsException') return 'token-taken';
+    throw new Error(`not an outcome of its token: ${answer.errorName}`);
+  }
+  return answer.versionStages?.includes('AWSCURRENT') ? 'current' : 'token-taken';
+}
+
+/** Stores `value` as the secret's AWSCURRENT, with the first of the request's tokens that makes it so. */
+async function putCurrent(write: SecretWrite, requestKey: string, abortSignal?: AbortSignal): Promise<void> {
+  const resource = `secret ${write.secretArn}`;
+  for (let attempt = 0; attempt < TOKENS_PER_REQUEST; attempt++) {
+    const outcome = await call('PutSecretValue', resource, async () => {
+      const out = await sm().send(new PutSecretValueCommand({
+        SecretId: write.secretArn,
+        SecretString: write.value,
+        ClientRequestToken: clientRequestToken(requestKey, write.secretArn, attempt),
+      }), { abortSignal });
+      return putOutcome({ versionStages: out.VersionStages });
+    }, (error) => {
+      if (error.name === 'ResourceExistsException') return putOutcome({ errorName: error.name });
+      throw new AwsCallError('PutSecretValue', resource, errorCode(error));
+    });
+    if (outcome === 'current') return;
+  }
+  throw new AwsCallError('PutSecretValue', resource, `ResourceExistsException (all ${TOKENS_PER_REQUEST} ClientRequestTokens of this request `
+    + 'hold other versions)');
+}
+
+/**
  * Writes, in one parallel round, each value its secret does not already hold (`current`, from `currentValues`), and
- * returns the ARNs written. `requestKey` identifies the request: a redelivered request reuses the same
- * ClientRequestToken, so Secrets Manager never stores a duplicate version.
+ * returns the ARNs written. Each write ends with the value AWSCURRENT: a redelivered request reuses its first token,
+ * so Secrets Manager stores no duplicate; where that token already holds an older or another value, the next one
+ * is used (one more call).
  */
 export async function writeChangedSecrets(
   writes: readonly SecretWrite[], current: ReadonlyMap<string, string | undefined>, requestKey: string, abortSignal?: AbortSignal,
 ): Promise<string[]> {
   const changed = writes.filter((w) => current.get(w.secretArn) !== w.value);
-  await Promise.all(changed.map((w) => call('PutSecretValue', `secret ${w.secretArn}`, () => sm().send(new PutSecretValueCommand({
-    SecretId: w.secretArn,
-    SecretString: w.value,
-    ClientRequestToken: createHash('sha256').update(`${requestKey}\n${w.secretArn}`).digest('hex'),
-  }), { abortSignal }))));
+  await Promise.all(changed.map((w) => putCurrent(w, requestKey, abortSignal)));
   return changed.map((w) => w.secretArn);
 }

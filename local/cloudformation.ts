@@ -296,18 +296,34 @@ export class LocalCloudFormation {
    * Fires a deployed EventBridge rule once, as its schedule would: runs its Lambda target with the target's constant
    * Input as the event. Returns the invocation (`ended` is 'threw' when the function ended in error).
    */
-  async fireRule(ruleLogicalId: string): Promise<Invocation> {
+  async fireRule(ruleLogicalId: string, options: { readonly requestId?: string } = {}): Promise<Invocation> {
     const rule = this.resources.get(ruleLogicalId);
     if (rule?.type !== 'AWS::Events::Rule') throw new Error(`${ruleLogicalId} is not a deployed rule`);
     const target = (rule.properties.Targets ?? [])[0];
     const fn = this.functionWithArn(target?.Arn);
     if (!fn) throw new Error(`rule ${ruleLogicalId} does not target a function of this stack`);
-    const responseId = randomUUID();
-    this.received.set(responseId, []);
+    return this.withResponses(randomUUID(), (responseId) => this.run(fn, ruleLogicalId, JSON.parse(target.Input), responseId, options.requestId));
+  }
+
+  /**
+   * Delivers a custom resource event again, as Lambda does when it retries an asynchronous invocation (same event,
+   * same RequestId and ResponseURL), possibly after later events; returns the new invocation.
+   */
+  async redeliver(invocation: Invocation): Promise<Invocation> {
+    const fn = this.functionWithArn(invocation.event.ServiceToken);
+    if (!fn) throw new Error(`${invocation.logicalId}: the event's function is not deployed`);
+    const responseId = new URL(invocation.event.ResponseURL).pathname.split('/').pop()!;
+    return this.withResponses(responseId, () => this.run(fn, invocation.logicalId, invocation.event, responseId));
+  }
+
+  /** Runs `work` while the ResponseURL with `responseId` accepts responses. */
+  private async withResponses<T>(responseId: string, work: (responseId: string) => Promise<T>): Promise<T> {
+    const opened = !this.received.has(responseId); // deliveries of one event at once share its URL
+    if (opened) this.received.set(responseId, []);
     try {
-      return await this.run(fn, ruleLogicalId, JSON.parse(target.Input), responseId);
+      return await work(responseId);
     } finally {
-      this.received.delete(responseId);
+      if (opened) this.received.delete(responseId);
     }
   }
 
@@ -540,14 +556,14 @@ export class LocalCloudFormation {
       ResourceProperties: stringify(properties),
       ...(extra.oldProperties !== undefined ? { OldResourceProperties: stringify(extra.oldProperties) } : {}),
     };
-    this.received.set(responseId, []);
     const deliveries = this.options.deliverTwice ? 2 : 1;
     let first: ResponseBody | undefined;
-    for (let i = 0; i < deliveries; i++) {
-      const invocation = await this.run(fn, logicalId, event, responseId);
-      first ??= invocation.responses[invocation.responses.length - 1]?.body;
-    }
-    this.received.delete(responseId);
+    await this.withResponses(responseId, async () => {
+      for (let i = 0; i < deliveries; i++) {
+        const invocation = await this.run(fn, logicalId, event, responseId);
+        first ??= invocation.responses[invocation.responses.length - 1]?.body;
+      }
+    });
     if (!first) {
       const timeout = this.timeoutSeconds(fn);
       throw new StackFailure(`${logicalId}: no response from the custom resource before its function ended (timeout ${timeout} s); `
@@ -581,7 +597,7 @@ export class LocalCloudFormation {
   }
 
   /** Runs the function's handler once in a child process with its environment and timeout. */
-  private async run(fn: Deployed, logicalId: string, event: Json, responseId: string): Promise<Invocation> {
+  private async run(fn: Deployed, logicalId: string, event: Json, responseId: string, requestId?: string): Promise<Invocation> {
     const timeoutMs = this.timeoutSeconds(fn) * 1000;
     const env: Record<string, string> = {
       PATH: process.env.PATH ?? '',
@@ -626,7 +642,7 @@ export class LocalCloudFormation {
       });
       child.send({
         assetDir, handler: fn.properties.Handler, event, timeoutMs,
-        functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128,
+        functionName: fn.physicalId, memoryMb: fn.properties.MemorySize ?? 128, requestId,
       });
     });
     await new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once('exit', () => r())));

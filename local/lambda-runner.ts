@@ -15,6 +15,8 @@ interface Invoke {
   readonly timeoutMs: number;
   readonly functionName: string;
   readonly memoryMb: number;
+  /** The invocation's request id; Lambda keeps it when it retries an asynchronous invocation. */
+  readonly requestId?: string;
 }
 
 process.once('message', async (message: Invoke) => {
@@ -26,7 +28,7 @@ process.once('message', async (message: Invoke) => {
     functionVersion: '$LATEST',
     invokedFunctionArn: `arn:aws:lambda:${process.env.AWS_REGION}:111122223333:function:${message.functionName}`,
     memoryLimitInMB: String(message.memoryMb),
-    awsRequestId: `${Math.random().toString(16).slice(2)}-local`,
+    awsRequestId: message.requestId ?? `${Math.random().toString(16).slice(2)}-local`,
     logGroupName: `/aws/lambda/${message.functionName}`,
     logStreamName: 'local',
     callbackWaitsForEmptyEventLoop: true,

@@ -71,6 +71,16 @@ describe('Secrets Manager', () => {
       .toMatchObject({ name: 'ResourceExistsException', status: 400 });
   });
 
+  test('a repeated token answers with its version and that version\'s stages, which need not be AWSCURRENT', async () => {
+    const { ARN } = await sm.send(new CreateSecretCommand({ Name: 's' }));
+    const first = await sm.send(new PutSecretValueCommand({ SecretId: ARN, SecretString: 'b', ClientRequestToken: TOKEN_1 }));
+    expect(first).toMatchObject({ VersionId: TOKEN_1, VersionStages: ['AWSCURRENT'] });
+    await sm.send(new PutSecretValueCommand({ SecretId: ARN, SecretString: 'a', ClientRequestToken: TOKEN_2 }));
+    const repeated = await sm.send(new PutSecretValueCommand({ SecretId: ARN, SecretString: 'b', ClientRequestToken: TOKEN_1 }));
+    expect(repeated).toMatchObject({ VersionId: TOKEN_1, VersionStages: ['AWSPREVIOUS'] });
+    expect((await sm.send(new GetSecretValueCommand({ SecretId: ARN }))).SecretString).toBe('a');
+  });
+
   test('a secret with no value yet has no AWSCURRENT', async () => {
     await sm.send(new CreateSecretCommand({ Name: 's' }));
     expect(await failure(sm.send(new GetSecretValueCommand({ SecretId: 's' })))).toMatchObject({ name: 'ResourceNotFoundException', status: 400 });
@@ -147,6 +157,14 @@ describe('faults and protocol', () => {
     await describe();
     emulator.inject('*', { failAll: { type: 'AccessDeniedException', status: 400 } });
     expect(await failure(sm.send(new GetSecretValueCommand({ SecretId: 's' })))).toMatchObject({ name: 'AccessDeniedException' });
+  });
+
+  test('a fault limited to some input values hits only the calls that carry them', async () => {
+    await sm.send(new CreateSecretCommand({ Name: 'a' }));
+    await sm.send(new CreateSecretCommand({ Name: 'b' }));
+    emulator.inject('PutSecretValue', { failAll: { type: 'InternalServiceError', status: 500 }, only: { SecretId: 'b' } });
+    await sm.send(new PutSecretValueCommand({ SecretId: 'a', SecretString: 'v' }));
+    expect(await failure(sm.send(new PutSecretValueCommand({ SecretId: 'b', SecretString: 'v' })))).toMatchObject({ name: 'InternalServiceError', status: 500 });
   });
 
   test('a rate limit throttles calls above it within one second', async () => {

@@ -11,6 +11,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
 import { Attr } from '../lib/api';
 import { handler, isRefreshEvent, onEvent, onRefresh } from '../lambda';
+import { TOKENS_PER_REQUEST, clientRequestToken, putOutcome } from '../lambda/aws';
 import { MAX_RESPONSE_BYTES } from '../lambda/response';
 import {
   DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, declared, initiatorSecretArn, properties,
@@ -50,10 +51,11 @@ function givenSecretStore() {
     if (!store.has(SecretId)) throw new ResourceNotFoundException({ message: 'no AWSCURRENT', $metadata: {} });
     return { SecretString: store.get(SecretId) };
   });
-  sm.on(PutSecretValueCommand).callsFake(({ SecretId, SecretString }) => {
-    store.set(SecretId, SecretString);
-    return { ARN: SecretId, VersionId: 'v' };
-  });
+  sm.on(PutSecretValueCommand).callsFake(storeValue);
+}
+function storeValue({ SecretId, SecretString }: { SecretId: string; SecretString: string }) {
+  store.set(SecretId, SecretString);
+  return { ARN: SecretId, VersionId: 'v', VersionStages: ['AWSCURRENT'] };
 }
 
 beforeEach(() => {
@@ -197,6 +199,39 @@ describe('Update and idempotency', () => {
     expect(sm.commandCalls(PutSecretValueCommand)[2].args[0].input.ClientRequestToken).not.toBe(token);
   });
 
+  test('a token already holding the value, but not as AWSCURRENT, is followed by the next token, which makes it current', async () => {
+    const p = pair(HOST_A);
+    givenGateway([p]);
+    const event = cfnEvent('Update', properties(), { requestId: 'older-update' });
+    sm.on(PutSecretValueCommand)
+      .callsFakeOnce(() => ({ ARN: TARGET_SECRET_ARN, VersionId: 'old', VersionStages: ['AWSPREVIOUS'] }))
+      .callsFake(storeValue);
+    const outcome = await onEvent(event);
+    expect(outcome.status).toBe('SUCCESS');
+    const tokens = sm.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input.ClientRequestToken);
+    expect(tokens).toEqual([0, 1].map((n) => clientRequestToken(`${event.StackId}\n${event.RequestId}`, TARGET_SECRET_ARN, n)));
+    expect(JSON.parse(store.get(TARGET_SECRET_ARN)!).chapCredentials[0].secretToAuthenticateInitiator).toBe(p.SecretToAuthenticateInitiator);
+  });
+
+  test('a token refused because it holds another value is followed by the next token', async () => {
+    givenGateway([pair(HOST_A)]);
+    sm.on(PutSecretValueCommand).rejectsOnce(new SecretsManagerServiceException({
+      name: 'ResourceExistsException', $fault: 'client', message: 'You can\'t modify an existing version', $metadata: { httpStatusCode: 400 },
+    })).callsFake(storeValue);
+    await onRefresh({ ChapCredentialsRefresh: properties() }, 'retried-invocation');
+    expect(sm.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input.ClientRequestToken))
+      .toEqual([0, 1].map((n) => clientRequestToken('refresh\nretried-invocation', TARGET_SECRET_ARN, n)));
+    expect(store.has(TARGET_SECRET_ARN)).toBe(true);
+  });
+
+  test('when every token of the request is taken, the write fails with a reason that says so', async () => {
+    givenGateway([pair(HOST_A)]);
+    sm.on(PutSecretValueCommand).resolves({ ARN: TARGET_SECRET_ARN, VersionId: 'old', VersionStages: [] });
+    await expect(onEvent(cfnEvent('Create'))).rejects.toThrow(
+      `PutSecretValue failed for secret ${TARGET_SECRET_ARN}: ResourceExistsException (all ${TOKENS_PER_REQUEST} ClientRequestTokens of this request hold other versions)`);
+    expect(sm).toHaveReceivedCommandTimes(PutSecretValueCommand, TOKENS_PER_REQUEST);
+  });
+
   test('a secret with no current value yet is written', async () => {
     givenGateway([pair(HOST_A)]);
     await onEvent(cfnEvent('Create'));
@@ -211,6 +246,41 @@ describe('Update and idempotency', () => {
     expect(same.physicalResourceId).toBe(`chap:${DOC_TARGET_ARN}`);
     const moved = await onEvent(cfnEvent('Update', properties({ TargetArn: OTHER_TARGET_ARN }), { oldProps: properties() }));
     expect(moved.physicalResourceId).toBe(`chap:${OTHER_TARGET_ARN}`);
+  });
+});
+
+describe('tokens: decided without a client', () => {
+  test('each attempt of a request has its own token; the first is the same for every delivery of the request', () => {
+    const tokens = [0, 1, 2].map((n) => clientRequestToken('stack\nrequest-1', TARGET_SECRET_ARN, n));
+    expect(new Set(tokens).size).toBe(3);
+    for (const token of tokens) expect(token).toMatch(/^[0-9a-f]{64}$/); // within Secrets Manager's 32 to 64 characters
+    expect(clientRequestToken('stack\nrequest-1', TARGET_SECRET_ARN, 0)).toBe(tokens[0]);
+    expect(clientRequestToken('stack\nrequest-2', TARGET_SECRET_ARN, 0)).not.toBe(tokens[0]);
+    expect(clientRequestToken('stack\nrequest-1', initiatorSecretArn(HOST_A), 0)).not.toBe(tokens[0]);
+  });
+
+  test('a token never depends on the value written', async () => {
+    const tokensFor = async (value: Pair) => {
+      sm.resetHistory();
+      store.clear();
+      givenGateway([value]);
+      await onEvent(cfnEvent('Create', properties(), { requestId: 'fixed' }));
+      return sm.commandCalls(PutSecretValueCommand).map((c) => c.args[0].input.ClientRequestToken);
+    };
+    const one = await tokensFor(pair(HOST_A));
+    expect(one).toHaveLength(1);
+    expect(await tokensFor(pair(HOST_A))).toEqual(one);
+  });
+
+  test.each([
+    ['a new version: AWSCURRENT', { versionStages: ['AWSCURRENT'] }, 'current'],
+    ['an ignored repeat whose version is still current', { versionStages: ['AWSCURRENT', 'AWSPENDING'] }, 'current'],
+    ['an ignored repeat of a version no longer current', { versionStages: ['AWSPREVIOUS'] }, 'token-taken'],
+    ['an ignored repeat of a version without stages', { versionStages: [] }, 'token-taken'],
+    ['an answer without stages', {}, 'token-taken'],
+    ['ResourceExistsException: the token holds another value', { errorName: 'ResourceExistsException' }, 'token-taken'],
+  ])('%s', (_, answer, expected) => {
+    expect(putOutcome(answer)).toBe(expected);
   });
 });
 

@@ -55,7 +55,9 @@ test('the lockfile pins every package, and package.json names exact versions', (
     .filter(([p, entry]) => p !== '' && !entry.link && !entry.inBundle && (!entry.version || !entry.integrity)) // bundled ones ride on their parent's integrity
     .map(([p]) => p);
   expect(unpinned).toEqual([]);
-  for (const [name, version] of Object.entries<string>(pkg.devDependencies)) {
-    expect(lock.packages[`node_modules/${name}`].version).toBe(version);
+  for (const [name, spec] of Object.entries<string>(pkg.devDependencies)) {
+    // An npm alias (`npm:real-name@x.y.z`) installs real-name at x.y.z under the alias's folder.
+    const [, realName, version] = /^(?:npm:(.+)@)?(\d+\.\d+\.\d+)$/.exec(spec)!;
+    expect(lock.packages[`node_modules/${name}`]).toMatchObject({ version, ...(realName ? { name: realName } : {}) });
   }
 });

@@ -40,6 +40,8 @@ export interface Fault {
   failAll?: { type: string; status: number; message?: string };
   /** Calls above this many per second (sliding window, across the operations that share the limit) are throttled. */
   maxPerSecond?: number;
+  /** Only calls whose input has these member values get the fault, such as `{ SecretId: arn }`; others pass. */
+  only?: Readonly<Record<string, string>>;
 }
 
 export interface Call {
@@ -170,7 +172,14 @@ export class Emulator {
       return fail(new AwsError('UnknownOperationException', `Unknown operation ${operation}`));
     }
 
-    const fault = this.faults.get(operation) ?? this.faults.get('*');
+    let input: Record<string, unknown>;
+    try {
+      input = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
+    } catch {
+      return fail(new AwsError('SerializationException', 'Start of structure or map found where not expected'));
+    }
+    const candidate = this.faults.get(operation) ?? this.faults.get('*');
+    const fault = candidate?.only && !Object.entries(candidate.only).every(([k, v]) => input[k] === v) ? undefined : candidate;
     if (fault?.latencyMs) await new Promise((r) => setTimeout(r, fault.latencyMs));
     if (fault?.hang) return; // never answers; the client's timeout or abort ends it
     if (fault?.resets && fault.resets > 0) {
@@ -196,12 +205,6 @@ export class Emulator {
     }
     if (fault?.failAll) return fail(new AwsError(fault.failAll.type, fault.failAll.message ?? 'Injected failure', fault.failAll.status));
 
-    let input: Record<string, unknown>;
-    try {
-      input = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
-    } catch {
-      return fail(new AwsError('SerializationException', 'Start of structure or map found where not expected'));
-    }
     try {
       const output = api[operation]!.call(api, input);
       this.record(service, operation, started, 200);
