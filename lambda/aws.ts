@@ -4,8 +4,11 @@
  */
 import { createHash } from 'node:crypto';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { DescribeChapCredentialsCommand, StorageGatewayClient } from '@aws-sdk/client-storage-gateway';
+import {
+  DeleteChapCredentialsCommand, DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
+} from '@aws-sdk/client-storage-gateway';
 import { ChapPair } from '../lib/api';
+import { Plan } from './plan';
 
 /** Attempts per call (the SDK default is 3): rides out a throttling burst without holding CloudFormation long. */
 export const MAX_ATTEMPTS = 6;
@@ -66,10 +69,18 @@ async function call<T>(operation: string, resource: string, send: () => Promise<
   }
 }
 
-/** Every target-initiator pair of the target, sorted by initiator name. */
-export async function describeChapCredentials(targetArn: string, abortSignal?: AbortSignal): Promise<ChapPair[]> {
-  const out = await call('DescribeChapCredentials', `target ${targetArn}`,
-    () => sgw().send(new DescribeChapCredentialsCommand({ TargetARN: targetArn }), { abortSignal }));
+/**
+ * Every target-initiator pair of the target, sorted by initiator name. With `missingTargetIsEmpty` (a Delete), a
+ * target that no longer exists holds no pairs instead of failing.
+ */
+export async function describeChapCredentials(targetArn: string, abortSignal?: AbortSignal, missingTargetIsEmpty = false): Promise<ChapPair[]> {
+  const resource = `target ${targetArn}`;
+  const out = await call('DescribeChapCredentials', resource,
+    () => sgw().send(new DescribeChapCredentialsCommand({ TargetARN: targetArn }), { abortSignal }),
+    (error) => {
+      if (missingTargetIsEmpty && isNotFound(error, 'TargetNotFound')) return { ChapCredentials: [], $metadata: {} };
+      throw new AwsCallError('DescribeChapCredentials', resource, errorCode(error));
+    });
   return (out.ChapCredentials ?? [])
     .map((c): ChapPair => ({
       initiatorName: c.InitiatorName ?? '',
@@ -166,4 +177,35 @@ export async function writeChangedSecrets(
   const changed = writes.filter((w) => current.get(w.secretArn) !== w.value);
   await Promise.all(changed.map((w) => putCurrent(w, requestKey, abortSignal)));
   return changed.map((w) => w.secretArn);
+}
+
+/** Whether the error is Storage Gateway's answer for a target or an initiator it does not have. */
+export function isNotFound(error: unknown, errorCode: 'TargetNotFound' | 'InitiatorNotFound'): boolean {
+  const e = error as { name?: string; error?: { errorCode?: string } };
+  return e?.name === 'InvalidGatewayRequestException' && e.error?.errorCode === errorCode;
+}
+
+/**
+ * Carries out a plan's gateway writes, all in one parallel round, and waits for every one to end before it reports
+ * the first failure, so nothing is still being written when CloudFormation hears of it. Each write closes the
+ * target's iSCSI connections; an empty plan calls nothing. An initiator already gone counts as removed.
+ */
+export async function applyGatewayPlan(targetArn: string, plan: Plan, abortSignal?: AbortSignal): Promise<void> {
+  const where = (name: string) => `initiator ${name} on target ${targetArn}`;
+  const settled = await Promise.allSettled([
+    ...plan.set.map((p) => call('UpdateChapCredentials', where(p.initiatorName), () => sgw().send(new UpdateChapCredentialsCommand({
+      TargetARN: targetArn,
+      InitiatorName: p.initiatorName,
+      SecretToAuthenticateInitiator: p.secretToAuthenticateInitiator,
+      SecretToAuthenticateTarget: p.secretToAuthenticateTarget,
+    }), { abortSignal }))),
+    ...plan.remove.map((name) => call('DeleteChapCredentials', where(name),
+      () => sgw().send(new DeleteChapCredentialsCommand({ TargetARN: targetArn, InitiatorName: name }), { abortSignal }),
+      (error) => {
+        if (isNotFound(error, 'InitiatorNotFound')) return undefined;
+        throw new AwsCallError('DeleteChapCredentials', where(name), errorCode(error));
+      })),
+  ]);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

@@ -1,7 +1,9 @@
 /**
- * The ChapCredentials custom resource handler. Create and Update read the target's CHAP credentials
- * and write them into the stack's secrets; Delete has nothing to undo (CloudFormation owns the secrets).
- * A scheduled refresh (EventBridge) runs the same sync between deploys.
+ * The ChapCredentials custom resource handler. Create and Update read the target's CHAP credentials and write them
+ * into the stack's secrets; a managed construct first ensures its declared initiators' credentials on the gateway
+ * (a plan, see plan.ts). Delete has nothing to undo in read mode (CloudFormation owns the secrets); a managed
+ * construct's Delete removes the credentials the stack set. A scheduled refresh (EventBridge) runs the read-only sync
+ * between deploys and never writes to the gateway.
  * `onEvent` and `onRefresh` are the plain logic; `handler` adds the deadline and the response protocol.
  */
 import type {
@@ -12,10 +14,11 @@ import type {
   Context,
 } from 'aws-lambda';
 import {
-  Attr, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
+  Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
   TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
-import { currentValues, describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
+import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
+import { ManagedInitiator, pairsAfter, planCredentials } from './plan';
 import { dataBudget, Outcome, responseBody, sendResponse } from './response';
 
 /** Secrets Manager's limit for one secret value. */
@@ -27,8 +30,16 @@ export class HandlerError extends Error {}
 interface Input {
   readonly targetArn: string;
   readonly targetSecretArn: string;
-  readonly initiators: readonly { name: string; secretArn: string }[];
+  readonly initiators: readonly ManagedInitiator[];
+  /** Set when the construct manages its declared initiators' credentials. */
+  readonly managed?: {
+    readonly mode: ChapMode;
+    readonly removeAdopted: boolean;
+    readonly credentialKeyArn: string;
+  };
 }
+
+const MODES: readonly string[] = Object.values(ChapMode);
 
 /** Validates the properties CloudFormation sent; tokens resolved at deploy time are first checked here. */
 export function parseProperties(props: Partial<ChapResourceProperties> | undefined): Input {
@@ -56,8 +67,20 @@ export function parseProperties(props: Partial<ChapResourceProperties> | undefin
       initiators.push({ name: name as string, secretArn: secretArn as string });
     });
   }
+  const mode = props?.[Prop.Manage];
+  const credentialKeyArn = props?.[Prop.CredentialKeyArn];
+  if (mode !== undefined) {
+    if (!MODES.includes(mode)) problems.push(`'${Prop.Manage}' must be one of ${MODES.map((m) => `'${m}'`).join(', ')}, got ${JSON.stringify(mode)}`);
+    if (typeof credentialKeyArn !== 'string' || !credentialKeyArn.startsWith('arn:')) {
+      problems.push(`'${Prop.CredentialKeyArn}' must be a secret ARN, got ${JSON.stringify(credentialKeyArn)}`);
+    }
+    if (!initiators.length) problems.push(`'${Prop.Initiators}' must declare at least one initiator when '${Prop.Manage}' is set`);
+  }
   if (problems.length) throw new HandlerError(`invalid properties: ${problems.join('; ')}`);
-  return { targetArn: props![Prop.TargetArn]!, targetSecretArn: targetSecretArn!, initiators };
+  return {
+    targetArn: props![Prop.TargetArn]!, targetSecretArn: targetSecretArn!, initiators,
+    ...(mode !== undefined ? { managed: { mode: mode as ChapMode, removeAdopted: props?.[Prop.RemoveAdopted] === 'true', credentialKeyArn: credentialKeyArn! } } : {}),
+  };
 }
 
 /** One physical id per target: a changed target ARN is a replacement, an unchanged one never is. */
@@ -88,15 +111,47 @@ function secretJson(value: TargetSecretValue | ChapPair, property: string): stri
   return json;
 }
 
+/** How a sync reads and what it may do besides writing the secrets. */
+interface SyncOptions {
+  /** The request's key for ClientRequestTokens. */
+  readonly requestKey: string;
+  readonly signal?: AbortSignal;
+  /** A scheduled refresh: an empty pair list leaves the target secret as it is, and the gateway is never written. */
+  readonly refresh?: boolean;
+  /** Initiators a managed construct stopped declaring (an Update's old declaration): they lose this stack's credentials. */
+  readonly leaving?: readonly ManagedInitiator[];
+}
+
+/** Reads the credential key of a managed construct (a value CloudFormation generated). */
+function credentialKey(arn: string, value: string | undefined): string {
+  if (!value) throw new HandlerError(`the credential key secret ${arn} has no value`);
+  return value;
+}
+
 /**
- * Reads the target's pairs and writes every secret whose value changed; returns the pairs. With `keepStored`
- * (a scheduled refresh), an empty pair list leaves the target secret as it is: a refresh never blanks a secret.
+ * Reads the target's pairs and the stored values in one round; for a managed construct, ensures its declared
+ * initiators' credentials on the gateway (a second round, only when the plan writes anything); then writes every
+ * secret whose value changed (the last round). Returns the pairs the target holds at the end.
  */
-async function syncSecrets(input: Input, requestKey: string, signal?: AbortSignal, keepStored = false): Promise<ChapPair[]> {
-  // Two rounds of calls, whatever the number of initiators: the target and the stored values are read together,
-  // then every changed value is written together.
+async function syncSecrets(input: Input, options: SyncOptions): Promise<ChapPair[]> {
+  const managed = options.refresh ? undefined : input.managed;
   const secretArns = [input.targetSecretArn, ...input.initiators.map((d) => d.secretArn)];
-  const [pairs, values] = await Promise.all([describeChapCredentials(input.targetArn, signal), currentValues(secretArns, signal)]);
+  const [read, values] = await Promise.all([
+    describeChapCredentials(input.targetArn, options.signal),
+    currentValues([...secretArns, ...(managed ? [managed.credentialKeyArn] : [])], options.signal),
+  ]);
+  let pairs = read;
+  if (managed) {
+    const plan = planCredentials({
+      key: credentialKey(managed.credentialKeyArn, values[secretArns.length]),
+      targetArn: input.targetArn, mode: managed.mode, declared: input.initiators, leaving: options.leaving ?? [],
+      removeAdopted: managed.removeAdopted, gateway: new Map(read.map((p) => [p.initiatorName, p])),
+    });
+    if (plan.conflicts.length) throw new HandlerError(plan.conflicts.join('; '));
+    await applyGatewayPlan(input.targetArn, plan, options.signal);
+    pairs = pairsAfter(new Map(read.map((p) => [p.initiatorName, p])), plan);
+    log('ensured', { target: input.targetArn, set: plan.set.map((p) => p.initiatorName), kept: plan.keep, removed: plan.remove });
+  }
   const current = new Map(secretArns.map((arn, i) => [arn, values[i]]));
   const byName = new Map(pairs.map((p) => [p.initiatorName, p]));
   const missing = input.initiators.filter((d) => !byName.has(d.name)).map((d) => d.name);
@@ -104,45 +159,88 @@ async function syncSecrets(input: Input, requestKey: string, signal?: AbortSigna
     throw new HandlerError(`declared initiator(s) ${missing.join(', ')} have no CHAP credentials on target ${input.targetArn} `
       + `(it reports ${pairs.length ? pairs.map((p) => p.initiatorName).join(', ') : 'none'})`);
   }
-  const keep = keepStored && pairs.length === 0;
+  const keep = options.refresh && pairs.length === 0;
   if (keep) log('kept', { target: input.targetArn, why: 'the target reports no CHAP credentials; a refresh does not blank the stored value' });
   const writes = [
     ...(keep ? [] : [{ secretArn: input.targetSecretArn, value: secretJson({ targetArn: input.targetArn, chapCredentials: pairs }, 'target') }]),
     ...input.initiators.map((d) => ({ secretArn: d.secretArn, value: secretJson(byName.get(d.name)!, `initiator ${d.name}`) })),
   ];
-  const written = await writeChangedSecrets(writes, current, requestKey, signal);
+  const written = await writeChangedSecrets(writes, current, options.requestKey, options.signal);
   log('synced', { target: input.targetArn, pairs: pairs.length, secretsWritten: written.length, secretsUnchanged: writes.length - written.length });
   return pairs;
 }
 
 /** Create and Update: sync, then answer with the initiator names. */
-async function sync(event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal) {
+async function sync(
+  event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, leaving: readonly ManagedInitiator[], signal?: AbortSignal,
+) {
   const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
-  const pairs = await syncSecrets(input, `${event.StackId}\n${event.RequestId}`, signal);
+  const pairs = await syncSecrets(input, { requestKey: `${event.StackId}\n${event.RequestId}`, signal, leaving });
   const physicalId = physicalResourceId(input.targetArn);
   return { status: 'SUCCESS', physicalResourceId: physicalId, data: initiatorData(pairs.map((p) => p.initiatorName), dataBudget(event, physicalId)) } as const;
 }
 
 /**
- * A scheduled refresh (EventBridge): the same sync, for the properties the schedule carries. `requestKey` is the
- * invocation's request id, which Lambda keeps when it retries, so a retry never stores a duplicate version.
+ * A scheduled refresh (EventBridge): the read-only sync, for the properties the schedule carries (never a gateway
+ * write, also for a managed construct). `requestKey` is the invocation's request id, which Lambda keeps when it
+ * retries, so a retry never stores a duplicate version.
  */
 export async function onRefresh(event: RefreshEvent, requestKey: string, signal?: AbortSignal): Promise<void> {
   const input = parseProperties(event[REFRESH_EVENT_KEY]);
-  await syncSecrets(input, `refresh\n${requestKey}`, signal, true);
+  await syncSecrets(input, { requestKey: `refresh\n${requestKey}`, signal, refresh: true });
 }
 
 export async function onCreate(event: CloudFormationCustomResourceCreateEvent, signal?: AbortSignal): Promise<Outcome> {
-  return sync(event, signal);
+  return sync(event, [], signal);
+}
+
+/** The declaration the resource had, when it managed the same target: its initiators may be leaving. */
+function previousDeclaration(event: CloudFormationCustomResourceUpdateEvent): Input | undefined {
+  try {
+    return parseProperties(event.OldResourceProperties as unknown as ChapResourceProperties);
+  } catch {
+    return undefined;
+  }
 }
 
 export async function onUpdate(event: CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal): Promise<Outcome> {
-  return sync(event, signal);
+  const before = previousDeclaration(event);
+  const targetArn = (event.ResourceProperties as Partial<ChapResourceProperties>)[Prop.TargetArn];
+  // A new target is a replacement: CloudFormation sends Delete for the old one, which removes its credentials.
+  const leaving = before?.managed && before.targetArn === targetArn ? before.initiators : [];
+  return sync(event, leaving, signal);
 }
 
-/** Nothing to undo: CloudFormation deletes the secrets. Also answers the Delete that follows a failed Create. */
-export async function onDelete(event: CloudFormationCustomResourceDeleteEvent): Promise<Outcome> {
-  return { status: 'SUCCESS', physicalResourceId: event.PhysicalResourceId };
+/** Physical id of a managed Create that failed: its Delete (the rollback) removes only what this stack set. */
+const FAILED_CREATE_PREFIX = 'chap:failed-create:';
+
+/**
+ * Read mode: nothing to undo, CloudFormation deletes the secrets; no AWS call. A managed construct removes the
+ * credentials this stack set on the gateway (and adopted ones when asked, unless this is the rollback of a failed
+ * Create). Also answers the Delete that follows a failed Create, and one for a target that no longer exists.
+ */
+export async function onDelete(event: CloudFormationCustomResourceDeleteEvent, signal?: AbortSignal): Promise<Outcome> {
+  const done = { status: 'SUCCESS', physicalResourceId: event.PhysicalResourceId } as const;
+  let input: Input;
+  try {
+    input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
+  } catch {
+    return done; // a resource with invalid properties was never created
+  }
+  const managed = input.managed;
+  if (!managed) return done;
+  // A target that is gone took its credentials with it: nothing to remove.
+  const [read, values] = await Promise.all([
+    describeChapCredentials(input.targetArn, signal, true), currentValues([managed.credentialKeyArn], signal),
+  ]);
+  const plan = planCredentials({
+    key: credentialKey(managed.credentialKeyArn, values[0]), targetArn: input.targetArn, mode: managed.mode,
+    declared: [], leaving: input.initiators, removeAdopted: managed.removeAdopted && !event.PhysicalResourceId.startsWith(FAILED_CREATE_PREFIX),
+    gateway: new Map(read.map((p) => [p.initiatorName, p])),
+  });
+  await applyGatewayPlan(input.targetArn, plan, signal);
+  log('removed', { target: input.targetArn, removed: plan.remove });
+  return done;
 }
 
 /** The plain logic: one function per request type. Throws on failure; `handler` turns that into FAILED. */
@@ -150,7 +248,7 @@ export async function onEvent(event: CloudFormationCustomResourceEvent, signal?:
   switch (event.RequestType) {
     case 'Create': return onCreate(event, signal);
     case 'Update': return onUpdate(event, signal);
-    case 'Delete': return onDelete(event);
+    case 'Delete': return onDelete(event, signal);
     default: throw new HandlerError(`unknown request type ${JSON.stringify((event as { RequestType?: unknown }).RequestType)}`);
   }
 }
@@ -168,8 +266,10 @@ function log(message: string, fields: Record<string, unknown>): void {
 /** The physical id to answer with when the logic did not get far enough to choose one. */
 function fallbackPhysicalId(event: CloudFormationCustomResourceEvent): string {
   if (event.RequestType !== 'Create') return event.PhysicalResourceId;
-  const arn = (event.ResourceProperties as Partial<ChapResourceProperties>)?.[Prop.TargetArn];
-  return typeof arn === 'string' && !targetArnError(Prop.TargetArn, arn) ? physicalResourceId(arn) : `chap:invalid:${event.RequestId}`;
+  const props = event.ResourceProperties as Partial<ChapResourceProperties>;
+  const arn = props?.[Prop.TargetArn];
+  if (typeof arn !== 'string' || targetArnError(Prop.TargetArn, arn)) return `chap:invalid:${event.RequestId}`;
+  return props[Prop.Manage] !== undefined ? `${FAILED_CREATE_PREFIX}${arn}` : physicalResourceId(arn);
 }
 
 /** Time kept back to deliver the response: a quarter of the remaining time, 1 to 10 seconds. */

@@ -12,7 +12,21 @@ export const Prop = {
   TargetArn: 'TargetArn',
   TargetSecretArn: 'TargetSecretArn',
   Initiators: 'Initiators',
+  /** Present when the construct manages its declared initiators' credentials: the {@link ChapMode} to ensure. */
+  Manage: 'Manage',
+  /** 'true' when leaving initiators lose also credentials the stack adopted. */
+  RemoveAdopted: 'RemoveAdoptedCredentials',
+  /** The secret holding the key the stack's credentials are derived with (managed constructs only). */
+  CredentialKeyArn: 'CredentialKeyArn',
 } as const;
+
+/** Which CHAP a managed construct sets up for its declared initiators. */
+export enum ChapMode {
+  /** The initiator authenticates to the target (one secret per initiator). */
+  ONE_WAY = 'one-way',
+  /** The initiator and the target authenticate to each other (two different secrets per initiator). */
+  MUTUAL = 'mutual',
+}
 
 /** Keys of one entry of the `Initiators` property. */
 export const InitiatorProp = {
@@ -42,6 +56,9 @@ export interface ChapResourceProperties {
   readonly [Prop.TargetArn]: string;
   readonly [Prop.TargetSecretArn]: string;
   readonly [Prop.Initiators]?: readonly DeclaredInitiator[];
+  readonly [Prop.Manage]?: string;
+  readonly [Prop.RemoveAdopted]?: string;
+  readonly [Prop.CredentialKeyArn]?: string;
 }
 
 /** Key of a scheduled refresh event: its value is the construct's properties, as the custom resource gets them. */

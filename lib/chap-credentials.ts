@@ -1,4 +1,4 @@
-import { CfnOutput, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -6,7 +6,7 @@ import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import {
-  Attr, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
+  Attr, ChapMode, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
   initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
 } from './api';
 import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
@@ -17,9 +17,47 @@ export interface ChapCredentialsProps {
   /**
    * ARN of the Storage Gateway iSCSI target whose CHAP credentials to store, such as
    * `arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:myvolume`.
-   * A literal is checked at synth; a token is checked by the handler at deploy time.
+   * A literal is checked at synth; a token is checked by the handler at deploy time. Give either this or `volume`.
+   *
+   * @default - the target of `volume`
    */
-  readonly targetArn: string;
+  readonly targetArn?: string;
+
+  /**
+   * A cached iSCSI volume of this app (`aws_storagegateway.CfnVolume`, type `AWS::StorageGateway::Volume`) whose
+   * target to use: the target ARN is its `TargetARN` attribute, and `wireHost` connects hosts to its
+   * `NetworkInterfaceId`. Typed as `CfnResource` so that apps on an aws-cdk-lib without `CfnVolume` can use the
+   * library. Give either this or `targetArn`.
+   *
+   * @default - the target given by `targetArn`
+   */
+  readonly volume?: CfnResource;
+
+  /**
+   * Set the CHAP credentials of the declared `initiators` on the gateway: an initiator without credentials gets new
+   * random ones, one with credentials of the requested `chapMode` keeps them (adopted). Setting credentials closes
+   * every iSCSI connection of the target, so the gateway is written only when something must change. An initiator
+   * dropped from `initiators`, or the whole construct removed, loses the credentials this stack set (keep them with
+   * `removalPolicy: RETAIN`). Needs declared `initiators`.
+   *
+   * @default false - read only: the credentials are set on the gateway by other means and copied
+   */
+  readonly manageCredentials?: boolean;
+
+  /**
+   * The CHAP the managed initiators get: mutual (the target authenticates too) or one-way.
+   *
+   * @default ChapMode.MUTUAL
+   */
+  readonly chapMode?: ChapMode;
+
+  /**
+   * With `manageCredentials`, remove also the credentials the stack adopted (found on the gateway) when their
+   * initiator is dropped or the construct removed; never during the rollback of a failed create.
+   *
+   * @default false - adopted credentials stay on the gateway
+   */
+  readonly removeAdoptedCredentials?: boolean;
 
   /**
    * Initiator names (IQNs) the app expects on the target. Each gets a secret of its own holding only its
@@ -103,8 +141,14 @@ export class ChapCredentials extends Construct {
   /** The custom resource. */
   public readonly resource: CustomResource;
 
-  /** The target's ARN, as given. */
+  /** The target's ARN, as given (or the volume's `TargetARN` attribute). */
   public readonly targetArn: string;
+
+  /** Whether the construct sets its declared initiators' credentials on the gateway. */
+  public readonly managesCredentials: boolean;
+
+  /** The iSCSI address of the volume's gateway, when the construct targets a volume that gives it. */
+  public readonly portalAddress?: string;
 
   /** The EventBridge schedule that refreshes the secrets, when `refresh` is set. */
   public readonly refreshSchedule?: events.Rule;
@@ -117,21 +161,23 @@ export class ChapCredentials extends Construct {
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
-    this.targetArn = props.targetArn;
+    this.targetArn = props.targetArn ?? Token.asString(props.volume!.getAtt('TargetARN'));
+    this.portalAddress = (props.volume as { networkInterfaceId?: string } | undefined)?.networkInterfaceId;
+    this.managesCredentials = props.manageCredentials ?? false;
 
     this.encryptionKey = props.encryptionKey;
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     // L1 secrets (the L2 costs twice as much to synthesize, see BENCHMARKS.md); the ISecret a caller asks for is
     // made on first use. Each sits in a construct of its own, so its path and logical id are the L2's.
-    const newSecret = (secretId: string, description: string, name?: string) => {
+    const newSecret = (secretId: string, description: string, name?: string,
+      rotationReason = 'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
+        + '(UpdateChapCredentials) and copied here on the next deploy. A Secrets Manager rotation would change the copy, not '
+        + 'the credentials the gateway checks.', generateSecretString: secretsmanager.CfnSecret.GenerateSecretStringProperty = {}) => {
       const secret = new secretsmanager.CfnSecret(new Construct(this, secretId), 'Resource', {
-        description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString: {},
+        description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString,
       });
       secret.applyRemovalPolicy(removalPolicy);
-      acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'],
-        'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
-        + '(UpdateChapCredentials) and copied here on the next deploy. A Secrets Manager rotation would change the copy, not '
-        + 'the credentials the gateway checks.');
+      acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'], rotationReason);
       if (!props.encryptionKey) {
         acknowledge(secret, ['NIST.800.53.R5-SecretsManagerUsingKMSKey'],
           'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
@@ -159,23 +205,39 @@ export class ChapCredentials extends Construct {
       return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.ref };
     });
 
+    // Managed: the credentials this stack sets are derived from a random key that CloudFormation generates here and
+    // only the provider's role reads, so the handler knows its own credentials on the gateway (see lambda/plan.ts).
+    const credentialKey = this.managesCredentials ? newSecret('CredentialKey',
+      'Key from which ChapCredentials derives the CHAP credentials it sets on a Storage Gateway target (read only by its provider)',
+      undefined, 'The key identifies the CHAP credentials this stack set on the gateway; rotating it would make the stack '
+        + 'forget them (they would then be left on the gateway when their initiator leaves). Rotate CHAP credentials by '
+        + 'redeclaring the initiator instead.', { passwordLength: 64, excludePunctuation: true }) : undefined;
+
     const provider = ChapCredentialsProvider.getOrCreate(this);
     provider.register({
-      targetArn: props.targetArn,
+      targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
       encryptionKey: props.encryptionKey,
+      ...(credentialKey ? { credentialKeyArn: credentialKey.ref } : {}),
     });
 
     const properties = {
-      [Prop.TargetArn]: props.targetArn,
+      [Prop.TargetArn]: this.targetArn,
       [Prop.TargetSecretArn]: this.targetSecretResource.ref,
       ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
+      ...(credentialKey ? {
+        [Prop.Manage]: props.chapMode ?? ChapMode.MUTUAL,
+        [Prop.CredentialKeyArn]: credentialKey.ref,
+        ...(props.removeAdoptedCredentials ? { [Prop.RemoveAdopted]: 'true' } : {}),
+      } : {}),
     };
     this.resource = new CustomResource(this, 'Resource', {
       serviceToken: provider.function.functionArn,
       resourceType: RESOURCE_TYPE,
       serviceTimeout: SERVICE_TIMEOUT,
       properties,
+      // Managed credentials follow the construct's removal policy: RETAIN keeps them on the gateway (no Delete is sent).
+      ...(this.managesCredentials ? { removalPolicy } : {}),
     });
 
     if (props.refresh) {
@@ -242,7 +304,7 @@ export class ChapCredentials extends Construct {
    * initiator's secret.
    */
   public wireHost(props: IscsiHostProps): IscsiHostWiring {
-    return wireIscsiHost(this.initiatorSecret(props.initiatorName), this.targetArn, props);
+    return wireIscsiHost(this.initiatorSecret(props.initiatorName), this.targetArn, props, this.portalAddress);
   }
 
   /** Lets `grantee` read only `initiatorName`'s pair, for the host that is that initiator. */
@@ -255,7 +317,20 @@ function validateProps(props: ChapCredentialsProps): void {
   const fail = (message: string | undefined) => {
     if (message) throw new Error(message);
   };
-  if (!Token.isUnresolved(props.targetArn)) fail(targetArnError('targetArn', props.targetArn));
+  if ((props.targetArn === undefined) === (props.volume === undefined)) {
+    fail(`exactly one of 'targetArn' and 'volume' must be given, got ${props.targetArn === undefined ? 'neither' : 'both'}`);
+  }
+  if (props.volume && props.volume.cfnResourceType !== 'AWS::StorageGateway::Volume') {
+    fail(`'volume' must be an AWS::StorageGateway::Volume (aws_storagegateway.CfnVolume), got a ${props.volume.cfnResourceType}`);
+  }
+  if (props.targetArn !== undefined && !Token.isUnresolved(props.targetArn)) fail(targetArnError('targetArn', props.targetArn));
+  if (!props.manageCredentials) {
+    for (const key of ['chapMode', 'removeAdoptedCredentials'] as const) {
+      if (props[key] !== undefined) fail(`'${key}' needs 'manageCredentials: true', got ${key} ${JSON.stringify(props[key])} without it`);
+    }
+  } else if (!props.initiators?.length) {
+    fail(`'manageCredentials' needs the initiators to manage in 'initiators', got ${props.initiators ? 'an empty list' : 'none'}`);
+  }
   const seen = new Set<string>();
   (props.initiators ?? []).forEach((name, i) => {
     if (Token.isUnresolved(name)) return;

@@ -7,8 +7,12 @@ export interface IscsiHostProps {
   /** The host's initiator name (IQN); it must be one of the construct's declared `initiators`. */
   readonly initiatorName: string;
 
-  /** Address of the gateway's iSCSI interface: an IP address or a DNS name. */
-  readonly portalAddress: string;
+  /**
+   * Address of the gateway's iSCSI interface: an IP address or a DNS name.
+   *
+   * @default - the volume's `NetworkInterfaceId`, when the construct targets a `volume`
+   */
+  readonly portalAddress?: string;
 
   /**
    * Port of the gateway's iSCSI interface.
@@ -40,10 +44,16 @@ export interface IscsiHostWiring {
 const PORTAL_ADDRESS = /^[A-Za-z0-9.:-]{1,255}$/;
 
 /** Builds the wiring; `secret` is the initiator's own secret, `targetArn` the construct's target. */
-export function wireIscsiHost(secret: secretsmanager.ISecret, targetArn: string, props: IscsiHostProps): IscsiHostWiring {
+export function wireIscsiHost(
+  secret: secretsmanager.ISecret, targetArn: string, props: IscsiHostProps, volumePortal?: string,
+): IscsiHostWiring {
   const port = props.portalPort ?? 3260;
-  if (!Token.isUnresolved(props.portalAddress) && !PORTAL_ADDRESS.test(props.portalAddress)) {
-    throw new Error(`'portalAddress' must be an IP address or DNS name (1 to 255 letters, digits, '.', ':' and '-'), got '${props.portalAddress}'`);
+  const portalAddress = props.portalAddress ?? volumePortal;
+  if (portalAddress === undefined) {
+    throw new Error("'portalAddress' must be given when the construct has no volume to take it from, got none");
+  }
+  if (!Token.isUnresolved(portalAddress) && !PORTAL_ADDRESS.test(portalAddress)) {
+    throw new Error(`'portalAddress' must be an IP address or DNS name (1 to 255 letters, digits, '.', ':' and '-'), got '${portalAddress}'`);
   }
   if (!Token.isUnresolved(port) && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new Error(`'portalPort' must be a TCP port (an integer from 1 to 65535), got ${port}`);
@@ -58,7 +68,7 @@ export function wireIscsiHost(secret: secretsmanager.ISecret, targetArn: string,
     `CHAP_REGION='${region}'`,
     `TARGET_ARN='${targetArn}'`,
     'TARGET_IQN="${TARGET_ARN##*/target/}"',
-    `PORTAL='${props.portalAddress}:${port}'`,
+    `PORTAL='${portalAddress}:${port}'`,
     `INITIATOR_NAME='${props.initiatorName}'`,
     'command -v iscsiadm >/dev/null || dnf install -y iscsi-initiator-utils || yum install -y iscsi-initiator-utils || apt-get install -y open-iscsi',
     'printf \'InitiatorName=%s\\n\' "$INITIATOR_NAME" | tee /etc/iscsi/initiatorname.iscsi >/dev/null',
@@ -92,7 +102,7 @@ export function wireIscsiHost(secret: secretsmanager.ISecret, targetArn: string,
     `$ChapRegion = '${region}'`,
     `$TargetArn = '${targetArn}'`,
     "$TargetIqn = $TargetArn.Substring($TargetArn.IndexOf('/target/') + 8)",
-    `$Portal = '${props.portalAddress}'`,
+    `$Portal = '${portalAddress}'`,
     `$PortalPort = ${port}`,
     `$InitiatorName = '${props.initiatorName}'`,
     'Set-Service -Name MSiSCSI -StartupType Automatic',

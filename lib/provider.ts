@@ -30,6 +30,12 @@ export interface ProviderRegistration {
   readonly targetArn: string;
   readonly secretArns: readonly string[];
   readonly encryptionKey?: kms.IKey;
+  /**
+   * The credential key secret of a construct that manages its initiators' credentials on `targetArn`.
+   *
+   * @default - read only: the construct does not write to the gateway
+   */
+  readonly credentialKeyArn?: string;
 }
 
 /**
@@ -61,6 +67,9 @@ export class ChapCredentialsProvider extends Construct {
     actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
   });
   private kmsStatement?: iam.PolicyStatement;
+  /** Added with the first construct that manages credentials: only managing stacks may write to the gateway. */
+  private manageStatement?: iam.PolicyStatement;
+  private keysStatement?: iam.PolicyStatement;
   private readonly keys = new Set<kms.IKey>();
 
   private constructor(scope: Construct, id: string) {
@@ -127,6 +136,18 @@ export class ChapCredentialsProvider extends Construct {
   public register(registration: ProviderRegistration): void {
     this.describeStatement.addResources(registration.targetArn);
     this.secretsStatement.addResources(...registration.secretArns);
+    if (registration.credentialKeyArn) {
+      if (!this.manageStatement) {
+        this.manageStatement = new iam.PolicyStatement({
+          sid: 'ManageChapCredentials',
+          actions: ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'],
+        });
+        this.keysStatement = new iam.PolicyStatement({ sid: 'ReadCredentialKeys', actions: ['secretsmanager:GetSecretValue'] });
+        this.policy.addStatements(this.manageStatement, this.keysStatement);
+      }
+      this.manageStatement.addResources(registration.targetArn);
+      this.keysStatement!.addResources(registration.credentialKeyArn);
+    }
     const key = registration.encryptionKey;
     if (key && !this.keys.has(key)) {
       this.keys.add(key);
