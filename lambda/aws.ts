@@ -179,10 +179,13 @@ export async function writeChangedSecrets(
   return changed.map((w) => w.secretArn);
 }
 
-/** Whether the error is Storage Gateway's answer for a target or an initiator it does not have. */
-export function isNotFound(error: unknown, errorCode: 'TargetNotFound' | 'InitiatorNotFound'): boolean {
+/**
+ * Whether the error is Storage Gateway's answer for something it does not have. For an initiator without credentials
+ * the API reference lists both InitiatorNotFound and ChapCredentialNotFound; either means nothing to delete.
+ */
+export function isNotFound(error: unknown, ...errorCodes: readonly string[]): boolean {
   const e = error as { name?: string; error?: { errorCode?: string } };
-  return e?.name === 'InvalidGatewayRequestException' && e.error?.errorCode === errorCode;
+  return e?.name === 'InvalidGatewayRequestException' && errorCodes.includes(e.error?.errorCode ?? '');
 }
 
 /**
@@ -202,7 +205,7 @@ export async function applyGatewayPlan(targetArn: string, plan: Plan, abortSigna
     ...plan.remove.map((name) => call('DeleteChapCredentials', where(name),
       () => sgw().send(new DeleteChapCredentialsCommand({ TargetARN: targetArn, InitiatorName: name }), { abortSignal }),
       (error) => {
-        if (isNotFound(error, 'InitiatorNotFound')) return undefined;
+        if (isNotFound(error, 'InitiatorNotFound', 'ChapCredentialNotFound')) return undefined;
         throw new AwsCallError('DeleteChapCredentials', where(name), errorCode(error));
       })),
   ]);

@@ -172,7 +172,9 @@ async function syncSecrets(input: Input, options: SyncOptions): Promise<ChapPair
 
 /** Create and Update: sync, then answer with the initiator names. */
 async function sync(
-  event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent, leaving: readonly ManagedInitiator[], signal?: AbortSignal,
+  event: CloudFormationCustomResourceCreateEvent | CloudFormationCustomResourceUpdateEvent,
+  leaving: readonly ManagedInitiator[],
+  signal?: AbortSignal,
 ) {
   const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
   const pairs = await syncSecrets(input, { requestKey: `${event.StackId}\n${event.RequestId}`, signal, leaving });

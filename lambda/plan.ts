@@ -108,7 +108,9 @@ export function planCredentials(input: PlanInput): Plan {
   const keep: string[] = [];
   const remove: string[] = [];
   const conflicts: string[] = [];
-  const seed = (d: ManagedInitiator): CredentialSeed => ({ key: input.key, targetArn: input.targetArn, initiatorName: d.name, secretArn: d.secretArn });
+  const seed = (d: ManagedInitiator): CredentialSeed => ({
+    key: input.key, targetArn: input.targetArn, initiatorName: d.name, secretArn: d.secretArn,
+  });
   for (const d of input.declared) {
     const current = input.gateway.get(d.name);
     if (!current) set.push(stackCredentials(seed(d), input.mode));
