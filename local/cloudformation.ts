@@ -1,6 +1,7 @@
 /**
  * A local CloudFormation stand-in for one stack of a synthesized cloud assembly (cdk.out). It creates the
- * template's Secrets Manager secrets in the emulator, gives every other resource plausible ids and attributes,
+ * template's Secrets Manager secrets and Storage Gateway volumes in the emulator, gives every other resource
+ * plausible ids and attributes,
  * resolves Ref / Fn::GetAtt / Fn::Join / Fn::Sub / Fn::Split / Fn::Select / Fn::If and pseudo parameters, and runs
  * each custom resource's handler from its asset folder in cdk.out (the file CloudFormation would run) in a child
  * Node process. Events are shaped like CloudFormation's (every property value a string, a pre-signed-URL-like
@@ -13,7 +14,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { Emulator } from './emulator';
+import { AwsError, Emulator } from './emulator';
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -75,7 +76,14 @@ interface Deployed {
   readonly attributes: Record<string, unknown>;
   readonly properties: Json;
   readonly deletionPolicy?: string;
+  readonly updateReplacePolicy?: string;
 }
+
+/** Why a resource's physical resource is being deleted: its DeletionPolicy or UpdateReplacePolicy decides. */
+type Occasion = 'delete' | 'replace' | 'rollback';
+
+/** Properties of AWS::StorageGateway::Volume whose change replaces the volume (every one but Tags). */
+const VOLUME_REPLACING = ['GatewayARN', 'TargetName', 'NetworkInterfaceId', 'VolumeSizeInBytes', 'SnapshotId', 'SourceVolumeARN', 'KMSEncrypted', 'KMSKey'];
 
 export interface StackResult {
   readonly status: string;
@@ -172,7 +180,7 @@ export class LocalCloudFormation {
   /** Deletes the stack: custom resources get Delete, secrets go unless their DeletionPolicy keeps them. */
   async destroy(): Promise<StackResult> {
     try {
-      await this.deleteResources([...this.resources.keys()].reverse(), this.resources);
+      await this.deleteResources([...this.resources.keys()].reverse(), this.resources, 'delete');
       this.resources = new Map();
       this.template = undefined;
       return { status: 'DELETE_COMPLETE', outputs: {} };
@@ -203,7 +211,7 @@ export class LocalCloudFormation {
           type: definition.Type, physicalId: failed.physicalId, attributes: {}, properties: this.resolve(definition.Properties ?? {}),
         });
       }
-      await this.deleteResources([...this.resources.keys()].reverse(), this.resources)
+      await this.deleteResources([...this.resources.keys()].reverse(), this.resources, 'rollback')
         .catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       this.resources = new Map();
       this.template = undefined;
@@ -245,16 +253,22 @@ export class LocalCloudFormation {
       for (const id of this.order(template)) {
         const definition = template.Resources[id];
         const old = before.get(id);
+        // A replaced physical resource follows the UpdateReplacePolicy of the template being deployed.
+        const superseded = old && { ...old, updateReplacePolicy: definition.UpdateReplacePolicy };
         if (!old || old.type !== definition.Type) {
-          if (old) replaced.set(id, old);
+          if (superseded) replaced.set(id, superseded);
           this.resources.set(id, await this.createResource(id, definition));
           created.push(id);
           continue;
         }
         const properties = this.resolve(definition.Properties ?? {});
-        if (JSON.stringify(properties) === JSON.stringify(old.properties)) continue;
+        if (JSON.stringify(properties) === JSON.stringify(old.properties)) {
+          // Policies change without touching the resource.
+          this.resources.set(id, { ...old, deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy });
+          continue;
+        }
         const next = await this.updateResource(id, definition, old, properties);
-        if (next.physicalId !== old.physicalId) replaced.set(id, old);
+        if (next.physicalId !== old.physicalId) replaced.set(id, superseded!);
         this.resources.set(id, next);
         updated.push(id);
       }
@@ -275,8 +289,8 @@ export class LocalCloudFormation {
     }
     // Cleanup: the replaced physical resources, then resources the template no longer has.
     const removed = [...before.keys()].filter((id) => !template.Resources[id]);
-    await this.deleteResources([...replaced.keys()].reverse(), replaced);
-    await this.deleteResources(removed.reverse(), before);
+    await this.deleteResources([...replaced.keys()].reverse(), replaced, 'replace');
+    await this.deleteResources(removed.reverse(), before, 'delete');
     for (const id of removed) this.resources.delete(id);
     return { status: 'UPDATE_COMPLETE', outputs: this.outputs(template) };
   }
@@ -287,9 +301,12 @@ export class LocalCloudFormation {
       const current = this.resources.get(id)!;
       if (isCustom(old.type)) {
         await this.invokeCustom(id, 'Update', old.properties, { physicalId: current.physicalId, oldProperties: current.properties });
+      } else if (current.physicalId !== old.physicalId) {
+        // A replacement created during the failed update goes; the old physical resource stays in place.
+        await this.deleteResources([id], new Map([[id, current]]), 'rollback');
       }
     }
-    await this.deleteResources([...created].reverse(), this.resources);
+    await this.deleteResources([...created].reverse(), this.resources, 'rollback');
   }
 
   /**
@@ -464,7 +481,7 @@ export class LocalCloudFormation {
   private async createResource(id: string, definition: Json): Promise<Deployed> {
     const type: string = definition.Type;
     const properties = this.resolve(definition.Properties ?? {});
-    const base = { type, properties, deletionPolicy: definition.DeletionPolicy };
+    const base = { type, properties, deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy };
     const { region, account } = this.emulator;
     switch (true) {
       case type === 'AWS::SecretsManager::Secret': {
@@ -477,6 +494,32 @@ export class LocalCloudFormation {
           SecretString: properties.SecretString ?? (properties.GenerateSecretString ? randomBytes(24).toString('base64url') : undefined),
         });
         return { ...base, physicalId: out.ARN, attributes: { Id: out.ARN } };
+      }
+      case type === 'AWS::StorageGateway::Volume': {
+        const gateway = this.emulator.storageGateway;
+        const size = properties.VolumeSizeInBytes;
+        const out = this.callEmulator(id, () => gateway.CreateCachediSCSIVolume({
+          GatewayARN: properties.GatewayARN,
+          TargetName: properties.TargetName,
+          NetworkInterfaceId: properties.NetworkInterfaceId,
+          // CloudFormation converts a Long given as a string (a parameter's value, say).
+          VolumeSizeInBytes: typeof size === 'string' && /^\d+$/.test(size) ? Number(size) : size,
+          SnapshotId: properties.SnapshotId,
+          SourceVolumeARN: properties.SourceVolumeARN,
+          KMSEncrypted: properties.KMSEncrypted === undefined ? undefined : String(properties.KMSEncrypted) === 'true',
+          KMSKey: properties.KMSKey,
+          Tags: properties.Tags,
+          ClientToken: randomUUID(),
+        }));
+        const volume = gateway.volumes.get(out.VolumeARN)!;
+        // Ref is the VolumeARN (the type's primary identifier).
+        return {
+          ...base, physicalId: volume.volumeArn, attributes: {
+            VolumeARN: volume.volumeArn, VolumeId: volume.volumeId, TargetARN: volume.targetArn,
+            CreatedDate: volume.createdDate.toISOString(), VolumeStatus: 'AVAILABLE', VolumeAttachmentStatus: 'ATTACHED',
+            VolumeType: 'CACHED iSCSI', VolumeUsedInBytes: 0,
+          },
+        };
       }
       case isCustom(type): {
         const body = await this.invokeCustom(id, 'Create', properties);
@@ -507,30 +550,69 @@ export class LocalCloudFormation {
   }
 
   private async updateResource(id: string, definition: Json, old: Deployed, properties: Json): Promise<Deployed> {
+    const policies = { deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy };
+    if (definition.Type === 'AWS::StorageGateway::Volume') {
+      const replacing = VOLUME_REPLACING.filter((p) => JSON.stringify(properties[p]) !== JSON.stringify(old.properties[p]));
+      if (replacing.length) return this.createResource(id, definition); // replacement: a new volume and target
+      return { ...old, properties, ...policies }; // Tags only
+    }
     if (definition.Type === 'AWS::SecretsManager::Secret') {
       if (properties.Name !== old.properties.Name) return this.createResource(id, definition); // replacement
       const secret = this.emulator.secretsManager.lookup(old.physicalId)!;
       secret.description = properties.Description;
       secret.kmsKeyId = properties.KmsKeyId;
       secret.tags = properties.Tags ?? [];
-      return { ...old, properties, deletionPolicy: definition.DeletionPolicy };
+      return { ...old, properties, ...policies };
     }
     if (isCustom(definition.Type)) {
       const body = await this.invokeCustom(id, 'Update', properties, { physicalId: old.physicalId, oldProperties: old.properties });
       return { ...old, properties, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
     }
-    return { ...old, properties, deletionPolicy: definition.DeletionPolicy };
+    return { ...old, properties, ...policies };
   }
 
-  private async deleteResources(ids: string[], from: Map<string, Deployed>): Promise<void> {
+  /**
+   * Whether CloudFormation keeps the physical resource on this occasion: a replaced resource follows its
+   * UpdateReplacePolicy, any other its DeletionPolicy; RetainExceptOnCreate keeps it except when a rollback deletes
+   * what the failed operation created.
+   */
+  private static keeps(resource: Deployed, occasion: Occasion): boolean {
+    const policy = (occasion === 'replace' ? resource.updateReplacePolicy : resource.deletionPolicy) ?? 'Delete';
+    if (occasion === 'rollback' && policy === 'RetainExceptOnCreate') return false;
+    return ['Retain', 'RetainExceptOnCreate', 'Snapshot'].includes(policy);
+  }
+
+  private async deleteResources(ids: string[], from: Map<string, Deployed>, occasion: Occasion): Promise<void> {
     for (const id of ids) {
       const resource = from.get(id);
       if (!resource) continue;
       if (isCustom(resource.type)) {
         await this.invokeCustom(id, 'Delete', resource.properties, { physicalId: resource.physicalId });
-      } else if (resource.type === 'AWS::SecretsManager::Secret' && !['Retain', 'RetainExceptOnCreate', 'Snapshot'].includes(resource.deletionPolicy ?? 'Delete')) {
+      } else if (LocalCloudFormation.keeps(resource, occasion)) {
+        continue;
+      } else if (resource.type === 'AWS::SecretsManager::Secret') {
         this.emulator.secretsManager.DeleteSecret({ SecretId: resource.physicalId, ForceDeleteWithoutRecovery: true });
+      } else if (resource.type === 'AWS::StorageGateway::Volume') {
+        // The volume goes with its target and the target's CHAP credentials; one already gone is deleted.
+        this.callEmulator(id, () => this.emulator.storageGateway.DeleteVolume({ VolumeARN: resource.physicalId }), ['VolumeNotFound']);
       }
+    }
+  }
+
+  /**
+   * Calls the emulator as a resource handler would; an AWS error fails the resource with a reason naming it (errors
+   * whose errorCode is in `ignored` count as done, and the call returns undefined).
+   */
+  private callEmulator<T>(logicalId: string, call: () => T): T;
+  private callEmulator<T>(logicalId: string, call: () => T, ignored: string[]): T | undefined;
+  private callEmulator<T>(logicalId: string, call: () => T, ignored: string[] = []): T | undefined {
+    try {
+      return call();
+    } catch (error) {
+      if (!(error instanceof AwsError)) throw error;
+      const code = (error.extra.error as { errorCode?: string } | undefined)?.errorCode;
+      if (code && ignored.includes(code)) return undefined;
+      throw new StackFailure(`${logicalId}: ${error.type}${code ? ` (${code})` : ''}: ${error.message}`);
     }
   }
 

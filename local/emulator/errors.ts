@@ -19,6 +19,9 @@ export interface Constraint {
   readonly required?: boolean;
   readonly min?: number;
   readonly max?: number;
+  /** Bounds of a string's size in bytes when encoded in UTF-8 (as opposed to `min`/`max`, which count characters). */
+  readonly minBytes?: number;
+  readonly maxBytes?: number;
   readonly pattern?: RegExp;
   /** Never echo the value in an error (sensitive members such as SecretString). */
   readonly sensitive?: boolean;
@@ -46,7 +49,8 @@ export function validate(input: Record<string, unknown>, shape: Record<string, C
       errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must be of type ${type}`);
       continue;
     }
-    const size = type === 'string' ? (value as string).length : type === 'list' ? (value as unknown[]).length : undefined;
+    // A string's length counts Unicode code points, as the services' models do (not UTF-16 units, not bytes).
+    const size = type === 'string' ? [...(value as string)].length : type === 'list' ? (value as unknown[]).length : undefined;
     if (type === 'number' && c.min !== undefined && (value as number) < c.min) {
       errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must have value greater than or equal to ${c.min}`);
     }
@@ -58,6 +62,13 @@ export function validate(input: Record<string, unknown>, shape: Record<string, C
     }
     if (size !== undefined && c.max !== undefined && size > c.max) {
       errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must have length less than or equal to ${c.max}`);
+    }
+    const bytes = type === 'string' ? Buffer.byteLength(value as string, 'utf8') : undefined;
+    if (bytes !== undefined && c.minBytes !== undefined && bytes < c.minBytes) {
+      errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must have UTF-8 encoded length greater than or equal to ${c.minBytes} bytes`);
+    }
+    if (bytes !== undefined && c.maxBytes !== undefined && bytes > c.maxBytes) {
+      errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must have UTF-8 encoded length less than or equal to ${c.maxBytes} bytes`);
     }
     if (type === 'string' && c.pattern && !c.pattern.test(value as string)) {
       errors.push(`Value${shown} at '${at}' failed to satisfy constraint: Member must satisfy regular expression pattern: ${c.pattern.source}`);

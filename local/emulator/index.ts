@@ -13,8 +13,8 @@ import { StorageGateway } from './storage-gateway';
 
 export { AwsError } from './errors';
 export { SecretsManager } from './secrets-manager';
-export { StorageGateway } from './storage-gateway';
-export type { ChapCredential } from './storage-gateway';
+export { StorageGateway, TARGET_IQN_PREFIX, volumeTargetArn } from './storage-gateway';
+export type { ChapCredential, Volume, VolumeSpec } from './storage-gateway';
 
 const SERVICES = {
   StorageGateway_20130630: 'storagegateway',
