@@ -585,11 +585,10 @@ export class LocalCloudFormation {
   private async deleteResources(ids: string[], from: Map<string, Deployed>, occasion: Occasion): Promise<void> {
     for (const id of ids) {
       const resource = from.get(id);
-      if (!resource) continue;
+      // A kept custom resource gets no Delete event either.
+      if (!resource || LocalCloudFormation.keeps(resource, occasion)) continue;
       if (isCustom(resource.type)) {
         await this.invokeCustom(id, 'Delete', resource.properties, { physicalId: resource.physicalId });
-      } else if (LocalCloudFormation.keeps(resource, occasion)) {
-        continue;
       } else if (resource.type === 'AWS::SecretsManager::Secret') {
         this.emulator.secretsManager.DeleteSecret({ SecretId: resource.physicalId, ForceDeleteWithoutRecovery: true });
       } else if (resource.type === 'AWS::StorageGateway::Volume') {

@@ -115,7 +115,9 @@ describe('plan', () => {
 
   test('the pairs after the plan: removed ones gone, set ones replaced, sorted', () => {
     const gateway = new Map([foreign(HOST_B, ChapMode.MUTUAL), ours(HOST_C, ChapMode.ONE_WAY)].map((p) => [p.initiatorName, p]));
-    const result = plan({ declared: [initiator(HOST_A), initiator(HOST_C)], leaving: [initiator(HOST_B)], removeAdopted: true, onGateway: [...gateway.values()] });
+    const result = plan({
+      declared: [initiator(HOST_A), initiator(HOST_C)], leaving: [initiator(HOST_B)], removeAdopted: true, onGateway: [...gateway.values()],
+    });
     expect(pairsAfter(gateway, result)).toEqual([ours(HOST_A, ChapMode.MUTUAL), ours(HOST_C, ChapMode.MUTUAL)]);
   });
 });
