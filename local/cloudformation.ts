@@ -1,7 +1,7 @@
 /**
  * A local CloudFormation stand-in for one stack of a synthesized cloud assembly (cdk.out). It creates the
- * template's Secrets Manager secrets and Storage Gateway volumes in the emulator, gives every other resource
- * plausible ids and attributes,
+ * template's Secrets Manager secrets and Storage Gateway volumes (AWS::StorageGateway::Volume, with its iSCSI target)
+ * in the emulator, gives every other resource plausible ids and attributes,
  * resolves Ref / Fn::GetAtt / Fn::Join / Fn::Sub / Fn::Split / Fn::Select / Fn::If and pseudo parameters, and runs
  * each custom resource's handler from its asset folder in cdk.out (the file CloudFormation would run) in a child
  * Node process. Events are shaped like CloudFormation's (every property value a string, a pre-signed-URL-like
@@ -177,7 +177,7 @@ export class LocalCloudFormation {
     return updating ? this.update(template) : this.create(template);
   }
 
-  /** Deletes the stack: custom resources get Delete, secrets go unless their DeletionPolicy keeps them. */
+  /** Deletes the stack: custom resources get Delete, secrets and volumes go unless their DeletionPolicy keeps them. */
   async destroy(): Promise<StackResult> {
     try {
       await this.deleteResources([...this.resources.keys()].reverse(), this.resources, 'delete');

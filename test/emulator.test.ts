@@ -2,15 +2,17 @@
  * The emulator, driven by the real AWS SDK v3 clients over HTTP: what the handler and the driver rely on behaves
  * as the services document it, and bad requests are refused as AWS refuses them.
  */
+import { randomBytes } from 'node:crypto';
 import {
   CreateSecretCommand, DeleteSecretCommand, DescribeSecretCommand, GetSecretValueCommand, ListSecretVersionIdsCommand,
   PutSecretValueCommand, RestoreSecretCommand, SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import {
-  DeleteChapCredentialsCommand, DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
+  CreateCachediSCSIVolumeCommand, DeleteChapCredentialsCommand, DeleteVolumeCommand, DescribeCachediSCSIVolumesCommand,
+  DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
 } from '@aws-sdk/client-storage-gateway';
 import { Emulator, startEmulator } from '../local/emulator';
-import { DOC_TARGET_ARN, HOST_A, secretValue } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, secretValue } from './fixtures';
 
 let emulator: Emulator;
 let sm: SecretsManagerClient;
@@ -138,12 +140,196 @@ describe('Storage Gateway', () => {
       .toMatchObject({ name: 'InvalidGatewayRequestException', status: 400, errorCode: 'TargetNotFound' });
   });
 
-  test('a CHAP secret outside 12 to 16 characters and a short target ARN are refused', async () => {
+  test('a short target ARN and an initiator name outside the model are refused with ValidationException', async () => {
     emulator.storageGateway.addTarget(DOC_TARGET_ARN);
-    expect(await failure(sgw.send(new UpdateChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: 'short' }))))
-      .toMatchObject({ name: 'ValidationException', message: expect.stringContaining("at 'secretToAuthenticateInitiator' failed to satisfy constraint: Member must have length greater than or equal to 12") });
     expect(await failure(sgw.send(new DescribeChapCredentialsCommand({ TargetARN: 'arn:aws:storagegateway:short' }))))
       .toMatchObject({ name: 'ValidationException', message: expect.stringContaining("at 'targetARN' failed to satisfy constraint: Member must have length greater than or equal to 50") });
+    const update = (InitiatorName: string) => sgw.send(new UpdateChapCredentialsCommand({
+      TargetARN: DOC_TARGET_ARN, InitiatorName, SecretToAuthenticateInitiator: secretValue(),
+    }));
+    expect(await failure(update('iqn.1991-05.com.microsoft:Host')))
+      .toMatchObject({ name: 'ValidationException', message: expect.stringContaining("at 'initiatorName' failed to satisfy constraint: Member must satisfy regular expression pattern") });
+    expect(await failure(update(`iqn.1994-05.com.redhat:${'h'.repeat(233)}`)))
+      .toMatchObject({ name: 'ValidationException', message: expect.stringContaining("at 'initiatorName' failed to satisfy constraint: Member must have length less than or equal to 255") });
+    expect(await failure(sgw.send(new DeleteChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN } as never)))).toMatchObject({
+      name: 'ValidationException', message: expect.stringContaining("Value null at 'initiatorName' failed to satisfy constraint: Member must not be null"),
+    });
+    await update(`iqn.1994-05.com.redhat:${'h'.repeat(232)}`); // 255 characters: the limit itself is accepted
+  });
+});
+
+/** `n` random ASCII letters and digits: one byte each in UTF-8. */
+function ascii(n: number): string {
+  return randomBytes(n).toString('base64').replace(/[^A-Za-z0-9]/g, 'x').slice(0, n);
+}
+/** `n` random characters of two bytes each in UTF-8 (Latin letters with accents). */
+function twoByte(n: number): string {
+  return Array.from(randomBytes(n), (b) => String.fromCharCode(0xe0 + (b % 0x1f))).join('');
+}
+
+describe('CHAP secrets: 12 to 16 bytes in UTF-8, not characters', () => {
+  test.each([
+    ['11 bytes (11 ASCII characters)', () => ascii(11), 'greater than or equal to 12 bytes'],
+    ['17 bytes (17 ASCII characters)', () => ascii(17), 'less than or equal to 16 bytes'],
+    ['24 bytes in 12 characters', () => twoByte(12), 'less than or equal to 16 bytes'],
+    ['18 bytes in 9 characters', () => twoByte(9), 'less than or equal to 16 bytes'],
+  ])('a secret of %s is refused with ValidationException, without echoing it, and changes nothing', async (_, make, rule) => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    const secret = make();
+    for (const [member, input] of [
+      ['secretToAuthenticateInitiator', { SecretToAuthenticateInitiator: secret }],
+      ['secretToAuthenticateTarget', { SecretToAuthenticateInitiator: secretValue(), SecretToAuthenticateTarget: secret }],
+    ] as const) {
+      const error = await failure(sgw.send(new UpdateChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, ...input })));
+      expect(error).toMatchObject({ name: 'ValidationException', status: 400 });
+      expect(error.message).toBe(`1 validation error detected: Value at '${member}' failed to satisfy constraint: `
+        + `Member must have UTF-8 encoded length ${rule}`);
+      expect(error.message).not.toContain(secret);
+    }
+    expect(emulator.storageGateway.DescribeChapCredentials({ TargetARN: DOC_TARGET_ARN }).ChapCredentials).toEqual([]);
+    expect(emulator.storageGateway.connectionsClosed(DOC_TARGET_ARN)).toBe(0);
+  });
+
+  test.each([
+    ['12 bytes in 6 characters', () => twoByte(6)],
+    ['16 bytes in 8 characters', () => twoByte(8)],
+    ['12 ASCII characters', () => ascii(12)],
+    ['16 ASCII characters', () => ascii(16)],
+  ])('a secret of %s is accepted, for the initiator and for the target', async (_, make) => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    const [initiator, target] = [make(), make()];
+    await sgw.send(new UpdateChapCredentialsCommand({
+      TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: initiator, SecretToAuthenticateTarget: target,
+    }));
+    // The values come back intact through the SDK's JSON, multi-byte characters included.
+    expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }))).ChapCredentials).toEqual([
+      { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: initiator, SecretToAuthenticateTarget: target },
+    ]);
+  });
+
+  test('the target secret is optional (one-way CHAP), and when given must differ from the initiator secret', async () => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    const secret = secretValue();
+    const error = await failure(sgw.send(new UpdateChapCredentialsCommand({
+      TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: secret, SecretToAuthenticateTarget: secret,
+    })));
+    expect(error).toMatchObject({ name: 'InvalidGatewayRequestException', status: 400, errorCode: 'InvalidParameters' });
+    expect(error.message).not.toContain(secret);
+    expect(emulator.storageGateway.connectionsClosed(DOC_TARGET_ARN)).toBe(0);
+    await sgw.send(new UpdateChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: secret }));
+    expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }))).ChapCredentials).toEqual([
+      { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: secret },
+    ]);
+  });
+});
+
+describe('connections closed by CHAP changes', () => {
+  const update = (TargetARN: string, InitiatorName: string) => sgw.send(new UpdateChapCredentialsCommand({
+    TargetARN, InitiatorName, SecretToAuthenticateInitiator: secretValue(), SecretToAuthenticateTarget: secretValue(),
+  }));
+  const closed = () => [DOC_TARGET_ARN, OTHER_TARGET_ARN].map((t) => emulator.storageGateway.connectionsClosed(t));
+
+  test('each successful update or delete closes its target\'s connections once; describe and other targets are untouched', async () => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    emulator.storageGateway.addTarget(OTHER_TARGET_ARN);
+    await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }));
+    expect(closed()).toEqual([0, 0]);
+    await update(DOC_TARGET_ARN, HOST_A);
+    expect(closed()).toEqual([1, 0]);
+    await update(DOC_TARGET_ARN, HOST_B);
+    await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }));
+    expect(closed()).toEqual([2, 0]);
+    await sgw.send(new DeleteChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_B }));
+    expect(closed()).toEqual([3, 0]);
+    await update(OTHER_TARGET_ARN, HOST_A);
+    expect(closed()).toEqual([3, 1]);
+  });
+
+  test('rewriting the same credentials still closes the connections; a refused call closes none', async () => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    const same = { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: secretValue() };
+    await sgw.send(new UpdateChapCredentialsCommand(same));
+    await sgw.send(new UpdateChapCredentialsCommand(same));
+    expect(closed()).toEqual([2, 0]);
+    await failure(sgw.send(new UpdateChapCredentialsCommand({ ...same, SecretToAuthenticateInitiator: ascii(11) })));
+    await failure(sgw.send(new UpdateChapCredentialsCommand({ ...same, TargetARN: OTHER_TARGET_ARN })));
+    await failure(sgw.send(new DeleteChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_B })));
+    expect(closed()).toEqual([2, 0]);
+  });
+
+  test('deleting the credentials of an initiator that has none is InvalidGatewayRequestException and closes nothing', async () => {
+    emulator.storageGateway.addTarget(DOC_TARGET_ARN);
+    await update(DOC_TARGET_ARN, HOST_A);
+    const missing = () => sgw.send(new DeleteChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_B }));
+    expect(await failure(missing())).toMatchObject({ name: 'InvalidGatewayRequestException', status: 400, errorCode: 'InitiatorNotFound' });
+    // The API reference does not document the errorCode; a test can switch it to prove a caller does not rely on it.
+    emulator.storageGateway.missingInitiatorErrorCode = 'ChapCredentialNotFound';
+    expect(await failure(missing())).toMatchObject({ name: 'InvalidGatewayRequestException', errorCode: 'ChapCredentialNotFound' });
+    expect(await failure(sgw.send(new DeleteChapCredentialsCommand({ TargetARN: OTHER_TARGET_ARN, InitiatorName: HOST_A }))))
+      .toMatchObject({ name: 'InvalidGatewayRequestException', errorCode: 'TargetNotFound' });
+    expect(closed()).toEqual([1, 0]);
+    expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: DOC_TARGET_ARN }))).ChapCredentials!.map((c) => c.InitiatorName))
+      .toEqual([HOST_A]);
+  });
+});
+
+describe('cached iSCSI volumes', () => {
+  // The API reference's own example: this gateway and the target name `myvolume` make DOC_TARGET_ARN.
+  const GATEWAY_ARN = DOC_TARGET_ARN.split('/target/')[0];
+  const create = (TargetName: string, ClientToken = `token-${TargetName}`, GatewayARN = GATEWAY_ARN) => sgw.send(new CreateCachediSCSIVolumeCommand({
+    GatewayARN, TargetName, ClientToken, NetworkInterfaceId: '10.1.1.1', VolumeSizeInBytes: 536870912000,
+  }));
+
+  test('a volume gets its target (ARN as documented, no CHAP credentials) and is described; deleting it removes the target', async () => {
+    expect(await failure(create('myvolume'))).toMatchObject({ name: 'InvalidGatewayRequestException', errorCode: 'GatewayNotFound' });
+    emulator.storageGateway.addGateway(GATEWAY_ARN);
+    const { VolumeARN, TargetARN } = await create('myvolume');
+    expect(TargetARN).toBe(DOC_TARGET_ARN);
+    expect(VolumeARN).toMatch(new RegExp(`^${GATEWAY_ARN}/volume/vol-[0-9A-F]{17}$`));
+    expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN }))).ChapCredentials).toEqual([]);
+
+    const describe = async () => (await sgw.send(new DescribeCachediSCSIVolumesCommand({ VolumeARNs: [VolumeARN!] }))).CachediSCSIVolumes!;
+    expect(await describe()).toEqual([expect.objectContaining({
+      VolumeARN, VolumeId: VolumeARN!.split('/').pop(), VolumeType: 'CACHED iSCSI', VolumeSizeInBytes: 536870912000, TargetName: 'myvolume',
+      VolumeiSCSIAttributes: expect.objectContaining({ TargetARN, NetworkInterfaceId: '10.1.1.1', ChapEnabled: false }),
+    })]);
+    await sgw.send(new UpdateChapCredentialsCommand({ TargetARN, InitiatorName: HOST_A, SecretToAuthenticateInitiator: secretValue() }));
+    expect((await describe())[0].VolumeiSCSIAttributes!.ChapEnabled).toBe(true);
+
+    await sgw.send(new DeleteVolumeCommand({ VolumeARN }));
+    expect(await failure(sgw.send(new DescribeChapCredentialsCommand({ TargetARN })))).toMatchObject({ errorCode: 'TargetNotFound' });
+    expect(await failure(sgw.send(new DeleteVolumeCommand({ VolumeARN })))).toMatchObject({ name: 'InvalidGatewayRequestException', errorCode: 'VolumeNotFound' });
+    expect(await failure(describe())).toMatchObject({ errorCode: 'VolumeNotFound' });
+  });
+
+  test('a target name is unique on its gateway; a retried ClientToken answers the same volume', async () => {
+    emulator.storageGateway.addGateway(GATEWAY_ARN);
+    const first = await create('myvolume');
+    expect(await create('myvolume')).toMatchObject({ VolumeARN: first.VolumeARN });
+    expect(await failure(create('myvolume', 'another-token'))).toMatchObject({ name: 'InvalidGatewayRequestException', errorCode: 'TargetAlreadyExists' });
+    expect(emulator.storageGateway.volumes.size).toBe(1);
+  });
+
+  test.each([
+    ['an upper-case target name', () => create('MyVolume'), /at 'targetName' failed to satisfy constraint: Member must satisfy regular expression pattern/],
+    ['a short gateway ARN', () => create('myvolume', 'token', 'arn:aws:storagegateway:us-east-1:1:gateway/sgw-1'),
+      /at 'gatewayARN' failed to satisfy constraint: Member must have length greater than or equal to 50/],
+    ['a short client token', () => create('myvolume', 'tok'), /at 'clientToken' failed to satisfy constraint: Member must have length greater than or equal to 5/],
+    ['a volume ARN that is not one', () => sgw.send(new DescribeCachediSCSIVolumesCommand({ VolumeARNs: [DOC_TARGET_ARN] })),
+      /at 'volumeARNs.1.member' failed to satisfy constraint: Member must satisfy regular expression pattern/],
+  ])('refuses %s with ValidationException', async (_, call, message) => {
+    emulator.storageGateway.addGateway(GATEWAY_ARN);
+    const error = await failure(call());
+    expect(error).toMatchObject({ name: 'ValidationException', status: 400 });
+    expect(error.message).toMatch(message);
+  });
+
+  test('addVolume creates the gateway when new and answers the ids CreateCachediSCSIVolume would', async () => {
+    const added = emulator.storageGateway.addVolume({ gatewayArn: GATEWAY_ARN, targetName: 'myvolume' });
+    expect(added).toEqual({ targetArn: DOC_TARGET_ARN, volumeArn: expect.stringMatching(/\/volume\/vol-[0-9A-F]{17}$/), volumeId: expect.any(String) });
+    expect(added.volumeArn).toBe(`${GATEWAY_ARN}/volume/${added.volumeId}`);
+    expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: added.targetArn }))).ChapCredentials).toEqual([]);
+    expect(() => emulator.storageGateway.addVolume({ gatewayArn: GATEWAY_ARN, targetName: 'myvolume' })).toThrow('The specified target already exists.');
   });
 });
 
