@@ -37,12 +37,18 @@ const NEWEST: End = {
 };
 const ENDS = [MINIMUM, NEWEST];
 
+interface TemplateResource {
+  Type: string;
+  Properties?: Record<string, unknown>;
+  Metadata?: Record<string, unknown>;
+}
+
 interface Report {
   node: string;
   awsCdkLib: string;
   constructs: string;
   loaded: Record<string, string>;
-  templates: Record<string, { Resources: Record<string, { Type: string; Properties?: Record<string, unknown>; Metadata?: Record<string, unknown> }> }>;
+  templates: Record<string, { Resources: Record<string, TemplateResource> }>;
   findings: Record<string, { ours: string[]; control: string[] }>;
 }
 
@@ -79,7 +85,7 @@ afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 /** The resources of one stack of an end's template, by logical id. */
 const resources = (end: End, stack: string) => reports.get(end)!.templates[stack].Resources;
 const ofType = (end: End, stack: string, type: string) => Object.entries(resources(end, stack)).filter(([, r]) => r.Type === type);
-const nagRules = (resource: { Metadata?: Record<string, unknown> }) =>
+const nagRules = (resource: TemplateResource) =>
   ((resource.Metadata?.cdk_nag as { rules_to_suppress?: Array<{ id: string }> } | undefined)?.rules_to_suppress ?? []).map((r) => r.id);
 
 describe.each(ENDS)('a consumer app on the $name aws-cdk-lib we declare', (end) => {
@@ -191,13 +197,19 @@ test('both ends synthesize the same templates (aws-cdk-lib changes nothing in th
   expect(reports.get(MINIMUM)!.templates).toEqual(reports.get(NEWEST)!.templates);
 });
 
-test('the peer ranges admit both ends, and constructs is what the minimum aws-cdk-lib asks (the newest asks a subset)', () => {
+test('the peer ranges admit both ends, constructs is what the minimum aws-cdk-lib asks (the newest asks a subset), cdk-nag 3 needs newer', () => {
   const caret = (range: string) => /^\^(\d+)\.(\d+)\.(\d+)$/.exec(range)!.slice(1).map(Number);
   const atLeast = (version: number[], floor: number[]) => version[0] === floor[0] && (version[1] - floor[1] || version[2] - floor[2]) >= 0;
   const [min, newest] = [installed('aws-cdk-lib-min'), installed('aws-cdk-lib')];
   expect(atLeast(caret(`^${newest.version}`), caret(PKG.peerDependencies['aws-cdk-lib']))).toBe(true);
   expect(PKG.peerDependencies.constructs).toBe(min.peerDependencies.constructs);
   expect(atLeast(caret(newest.peerDependencies.constructs), caret(PKG.peerDependencies.constructs))).toBe(true);
+  // cdk-nag 2 admits our whole range; cdk-nag 3 admits only newer aws-cdk-lib than our minimum, hence its absence there.
+  const [nag2, nag3] = [installed('cdk-nag-v2'), installed('cdk-nag')];
+  expect([nag2.version.split('.')[0], nag3.version.split('.')[0]]).toEqual(['2', '3']);
+  expect(atLeast(caret(PKG.peerDependencies['aws-cdk-lib']), caret(nag2.peerDependencies['aws-cdk-lib']))).toBe(true);
+  expect(atLeast(caret(PKG.peerDependencies['aws-cdk-lib']), caret(nag3.peerDependencies['aws-cdk-lib']))).toBe(false);
+  expect(atLeast(caret(`^${newest.version}`), caret(nag3.peerDependencies['aws-cdk-lib']))).toBe(true);
   // The constructs both ends ran with satisfies both aws-cdk-lib versions' ranges.
   for (const end of ENDS) {
     expect(atLeast(caret(`^${reports.get(end)!.constructs}`), caret(min.peerDependencies.constructs))).toBe(true);
