@@ -25,7 +25,7 @@ interface NagRule {
 }
 
 /** Whether this aws-cdk-lib has `Validations.of(x).acknowledge` (2.252 and later; `Validations` alone came in 2.251). */
-export function canAcknowledgeValidations(): boolean {
+function canAcknowledgeValidations(): boolean {
   return typeof newer.Validations?.prototype?.acknowledge === 'function';
 }
 
