@@ -1,11 +1,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Aspects, CfnOutput, CfnResource, Duration, IAspect, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import { CfnOutput, CfnResource, Duration, IAspect, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct, IConstruct } from 'constructs';
+import { acknowledge, addMutatingAspect, nodejs24Runtime } from './compat';
 
 /** The handler bundle, built by `npm run build` (scripts/bundle.mjs). */
 export const HANDLER_ASSET_DIR = path.join(__dirname, '..', 'assets', 'handler');
@@ -16,10 +17,8 @@ export const HANDLER_TIMEOUT = Duration.minutes(2);
 /** How long CloudFormation waits for an answer (instead of its default hour). */
 export const SERVICE_TIMEOUT = Duration.minutes(5);
 
-/** Acknowledges rule-pack findings (cdk-nag and other policy validation plugins) on `scope`, with the reason. */
-export function acknowledge(scope: IConstruct, ids: readonly string[], reason: string): void {
-  Validations.of(scope).acknowledge(...ids.map((id) => ({ id, reason })));
-}
+/** Acknowledges rule-pack findings on `scope` for cdk-nag 2 and 3 alike, with the reason (see compat.ts). */
+export { acknowledge };
 
 /** CloudFormation's limits for one stack. */
 export const MAX_STACK_OUTPUTS = 200;
@@ -88,11 +87,13 @@ export class ChapCredentialsProvider extends Construct {
       actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
       resources: [this.logGroup.logGroupArn],
     }));
-    // Encrypted with the first customer key of the stack given to a ChapCredentials, if any; decided at synth.
+    // Encrypted with the first customer key of the stack given to a ChapCredentials, if any; decided at synth, when
+    // the Aspect visits the L2 log group: before any rule pack running as an Aspect (cdk-nag 2) visits the resource.
+    const logGroup = this.logGroup;
     const logGroupResource = this.logGroupResource;
-    Aspects.of(this.logGroup).add(new (class implements IAspect {
+    addMutatingAspect(logGroup, new (class implements IAspect {
       visit(node: IConstruct): void {
-        if (node !== logGroupResource || logGroupResource.kmsKeyId) return;
+        if (node !== logGroup || logGroupResource.kmsKeyId) return;
         acknowledge(logGroupResource, ['NIST.800.53.R5-CloudWatchLogGroupEncrypted'],
           'No customer KMS key was given to a ChapCredentials of this stack. The log group holds no secret value (the handler '
           + 'logs request types, target ARNs and counts only) and CloudWatch Logs encrypts it at rest; give encryptionKey '
@@ -111,7 +112,7 @@ export class ChapCredentialsProvider extends Construct {
 
     this.function = new lambda.Function(this, 'Handler', {
       description: 'Copies Storage Gateway CHAP credentials into Secrets Manager (ChapCredentials custom resource)',
-      runtime: lambda.Runtime.NODEJS_24_X,
+      runtime: nodejs24Runtime(),
       architecture: lambda.Architecture.ARM_64,
       handler: 'index.handler',
       code: lambda.Code.fromAsset(HANDLER_ASSET_DIR),

@@ -44,10 +44,25 @@ test('two synths of the same app give identical templates and asset hashes', () 
   expect(one.hashes).toHaveLength(2); // the handler bundle and the template
 });
 
-test('the lockfile pins every package, and package.json names exact versions', () => {
+/** A devDependency's spec: an exact `x.y.z` of `name`, or an npm alias `npm:<package>@x.y.z` installed under `name`. */
+function exactSpec(name: string, spec: string): { packageName: string; version: string } | undefined {
+  const match = /^(?:npm:((?:@[a-z0-9-~][a-z0-9-._~]*\/)?[a-z0-9-~][a-z0-9-._~]*)@)?(\d+\.\d+\.\d+)$/.exec(spec);
+  return match ? { packageName: match[1] ?? name, version: match[2] } : undefined;
+}
+
+test('an exact spec is x.y.z or npm:<package>@x.y.z; ranges, tags and aliases to a range are not', () => {
+  expect(exactSpec('jest', '30.5.2')).toEqual({ packageName: 'jest', version: '30.5.2' });
+  expect(exactSpec('aws-cdk-lib-min', 'npm:aws-cdk-lib@2.200.0')).toEqual({ packageName: 'aws-cdk-lib', version: '2.200.0' });
+  expect(exactSpec('x', 'npm:@scope/pkg@1.2.3')).toEqual({ packageName: '@scope/pkg', version: '1.2.3' });
+  for (const loose of ['^30.5.2', '~1.2.3', '1.2', 'latest', '1.2.3-rc.1', 'npm:aws-cdk-lib@^2.200.0', 'npm:aws-cdk-lib', 'npm:aws-cdk-lib@latest']) {
+    expect(exactSpec('x', loose)).toBeUndefined();
+  }
+});
+
+test('the lockfile pins every package, and package.json names exact versions (aliases too)', () => {
   const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
-  for (const [name, version] of Object.entries<string>(pkg.devDependencies)) {
-    expect(`${name}@${version}`).toMatch(/@\d+\.\d+\.\d+$/);
+  for (const [name, spec] of Object.entries<string>(pkg.devDependencies)) {
+    expect({ name, spec, exact: exactSpec(name, spec) !== undefined }).toEqual({ name, spec, exact: true });
   }
   const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8'));
   expect(lock.lockfileVersion).toBe(3);
@@ -56,8 +71,10 @@ test('the lockfile pins every package, and package.json names exact versions', (
     .map(([p]) => p);
   expect(unpinned).toEqual([]);
   for (const [name, spec] of Object.entries<string>(pkg.devDependencies)) {
-    // An npm alias (`npm:real-name@x.y.z`) installs real-name at x.y.z under the alias's folder.
-    const [, realName, version] = /^(?:npm:(.+)@)?(\d+\.\d+\.\d+)$/.exec(spec)!;
-    expect(lock.packages[`node_modules/${name}`]).toMatchObject({ version, ...(realName ? { name: realName } : {}) });
+    const { packageName, version } = exactSpec(name, spec)!;
+    const entry = lock.packages[`node_modules/${name}`];
+    // The lockfile names the real package of an alias (`name`); a plain dependency's entry has no name of its own.
+    expect({ name, version: entry.version, package: entry.name ?? name }).toEqual({ name, version, package: packageName });
+    expect(lock.packages[''].devDependencies[name]).toBe(spec);
   }
 });

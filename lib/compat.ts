@@ -1,0 +1,73 @@
+/**
+ * Everything that depends on which aws-cdk-lib the app brings, within our peer range (package.json): APIs newer than
+ * the minimum are detected here, never assumed. Internal: not exported from index.ts.
+ */
+import * as cdk from 'aws-cdk-lib';
+import { Aspects, CfnResource, IAspect } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { IConstruct } from 'constructs';
+
+/** The aws-cdk-lib members newer than our minimum that we use; absent (undefined) in older versions. */
+const newer = cdk as Partial<Pick<typeof cdk, 'Validations' | 'AspectPriority'>>;
+const newerRuntimes = lambda.Runtime as Partial<Pick<typeof lambda.Runtime, 'NODEJS_24_X'>>;
+
+/** The CloudFormation metadata key cdk-nag 2 reads its suppressions from. */
+export const CDK_NAG_METADATA_KEY = 'cdk_nag';
+
+/** cdk-nag 2 rejects a shorter reason (and the whole synth with it). */
+const MIN_REASON_LENGTH = 10;
+
+/** One entry of `cdk_nag.rules_to_suppress`, as cdk-nag 2 writes and reads it. */
+interface NagRule {
+  readonly id: string;
+  readonly reason: string;
+  readonly applies_to?: unknown[];
+}
+
+/** Whether this aws-cdk-lib has `Validations.of(x).acknowledge` (2.252 and later; `Validations` alone came in 2.251). */
+function canAcknowledgeValidations(): boolean {
+  return typeof newer.Validations?.prototype?.acknowledge === 'function';
+}
+
+/**
+ * Acknowledges rule-pack findings on `scope`, with the same reason in both forms cdk-nag understands:
+ * - `Validations.of(scope).acknowledge`, read by cdk-nag 3 and other policy validation plugins, where aws-cdk-lib has it;
+ * - the `cdk_nag` CloudFormation metadata of the L1 resource (`scope` itself or its default child), read by cdk-nag 2,
+ *   merged with the rules already there.
+ */
+export function acknowledge(scope: IConstruct, ids: readonly string[], reason: string): void {
+  if (reason.length < MIN_REASON_LENGTH || [...reason].some((c) => c.codePointAt(0)! > 127)) {
+    // cdk-nag 2 fails the synth on a short reason and base64-encodes non-ASCII ones: keep ours plain and readable.
+    throw new Error(`an acknowledgment's reason must be ASCII of at least ${MIN_REASON_LENGTH} characters, got '${reason}'`);
+  }
+  if (canAcknowledgeValidations()) {
+    newer.Validations!.of(scope).acknowledge(...ids.map((id) => ({ id, reason })));
+  }
+  const resource = CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild;
+  if (!resource || !CfnResource.isCfnResource(resource)) {
+    throw new Error(`cannot acknowledge ${ids.join(', ')} on '${scope.node.path}': it is not a CloudFormation resource and has none as default child`);
+  }
+  const metadata = (resource.getMetadata(CDK_NAG_METADATA_KEY) ?? {}) as { rules_to_suppress?: NagRule[] };
+  const rules = [...(metadata.rules_to_suppress ?? [])];
+  for (const id of ids) {
+    // A suppression of the whole rule already there stands; one limited by applies_to does not cover ours.
+    if (!rules.some((rule) => rule.id === id && !rule.applies_to)) rules.push({ id, reason });
+  }
+  resource.addMetadata(CDK_NAG_METADATA_KEY, { ...metadata, rules_to_suppress: rules });
+}
+
+/**
+ * Adds an Aspect that changes the tree, so that Aspects reading it see the change: with priority MUTATING where
+ * aws-cdk-lib orders Aspects by priority. Where it does not, Aspects of a scope run in the order they were added,
+ * parents' first, on each node before its children: an Aspect that decides when visiting `scope` itself still runs
+ * before any other visits `scope`'s children (cdk-nag 2 checks the L1 children).
+ */
+export function addMutatingAspect(scope: IConstruct, aspect: IAspect): void {
+  const priority = newer.AspectPriority?.MUTATING;
+  Aspects.of(scope).add(aspect, priority === undefined ? undefined : { priority });
+}
+
+/** Lambda's Node.js 24 runtime (`Runtime.NODEJS_24_X` came in aws-cdk-lib 2.224; the same runtime is declared before). */
+export function nodejs24Runtime(): lambda.Runtime {
+  return newerRuntimes.NODEJS_24_X ?? new lambda.Runtime('nodejs24.x', lambda.RuntimeFamily.NODEJS, { supportsInlineCode: true });
+}
