@@ -5,7 +5,7 @@
  * into a consumer folder per end, whose node_modules links `aws-cdk-lib` to that end's install and `constructs`, and
  * holds copies of cdk-nag. Copies and the extracted package are real folders, so everything resolves `aws-cdk-lib`
  * through the consumer's node_modules, as in an app's install (the report says which aws-cdk-lib each one loaded).
- * test/consumer-app.js, in a child Node process, synthesizes two stacks and runs the rule packs.
+ * test/consumer-app.cjs, in a child Node process, synthesizes two stacks and runs the rule packs.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -71,9 +71,9 @@ beforeAll(async () => {
     fs.symlinkSync(path.join(ROOT, 'node_modules', end.alias), path.join(modules, 'aws-cdk-lib'), 'dir');
     fs.symlinkSync(path.join(ROOT, 'node_modules', 'constructs'), path.join(modules, 'constructs'), 'dir');
     for (const pack of end.packs) fs.cpSync(path.join(ROOT, 'node_modules', pack.from), path.join(modules, pack.module), { recursive: true });
-    fs.copyFileSync(path.join(__dirname, 'consumer-app.js'), path.join(consumer, 'consumer-app.js'));
+    fs.copyFileSync(path.join(__dirname, 'consumer-app.cjs'), path.join(consumer, 'consumer-app.cjs'));
     const packs = end.packs.map(({ module, generation }) => ({ module, generation }));
-    const { stdout } = await promisify(execFile)(process.execPath, ['consumer-app.js', JSON.stringify(packs)], {
+    const { stdout } = await promisify(execFile)(process.execPath, ['consumer-app.cjs', JSON.stringify(packs)], {
       cwd: consumer, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024,
     });
     reports.set(end, JSON.parse(stdout));
