@@ -1,8 +1,9 @@
-import { App, CfnParameter, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, CfnResource, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
-import { Attr, ChapCredentials, Prop, RESOURCE_TYPE } from '../lib';
+import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
+import { Attr, ChapCredentials, ChapMode, Prop, RESOURCE_TYPE } from '../lib';
 import { DOC_TARGET_ARN, HOST_B, numberedTargetArn } from './fixtures';
 
 const HOST_A = 'iqn.1991-05.com.microsoft:host-a.example.com';
@@ -337,5 +338,84 @@ describe('validation at synth', () => {
     ['a China ARN', 'arn:aws-cn:storagegateway:cn-north-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:v1'],
   ])('accepts %s', (_, arn) => {
     expect(() => new ChapCredentials(newStack(), 'Chap', { targetArn: arn })).not.toThrow();
+  });
+});
+
+describe('managed credentials', () => {
+  const GATEWAY_ARN = 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B';
+  const volumeIn = (stack: Stack) => new storagegateway.CfnVolume(stack, 'Volume', {
+    gatewayArn: GATEWAY_ARN, targetName: 'db', networkInterfaceId: '10.0.0.10', volumeSizeInBytes: 150 * 1024 ** 3,
+  });
+
+  test('only managing constructs add gateway writes to the role, on exactly their targets, and reads of their credential keys', () => {
+    const stack = newStack();
+    const a = new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], manageCredentials: true });
+    new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), initiators: [HOST_A] });
+    const c = new ChapCredentials(stack, 'C', { volume: volumeIn(stack), initiators: [HOST_B], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
+    const template = Template.fromStack(stack);
+    const statements = Object.values(template.findResources('AWS::IAM::Role'))[0].Properties.Policies[0].PolicyDocument.Statement;
+    const keyIds = Object.keys(template.findResources('AWS::SecretsManager::Secret')).filter((id) => id.includes('CredentialKey'));
+    expect(keyIds).toHaveLength(2);
+    expect(statements.find((s: { Sid: string }) => s.Sid === 'ManageChapCredentials')).toEqual({
+      Sid: 'ManageChapCredentials', Effect: 'Allow',
+      Action: ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'],
+      Resource: [numberedTargetArn(1), stack.resolve(c.targetArn)],
+    });
+    expect(statements.find((s: { Sid: string }) => s.Sid === 'ReadCredentialKeys')).toEqual({
+      Sid: 'ReadCredentialKeys', Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: keyIds.map((id) => ({ Ref: id })),
+    });
+    expect(stack.resolve(c.targetArn)).toEqual({ 'Fn::GetAtt': ['Volume', 'TargetARN'] });
+    expect(a.managesCredentials).toBe(true);
+    template.hasResourceProperties(RESOURCE_TYPE, {
+      [Prop.TargetArn]: numberedTargetArn(1), [Prop.Manage]: 'mutual', [Prop.CredentialKeyArn]: { Ref: Match.stringLikeRegexp('^ACredentialKey') },
+      [Prop.RemoveAdopted]: Match.absent(),
+    });
+    template.hasResourceProperties(RESOURCE_TYPE, { [Prop.TargetArn]: { 'Fn::GetAtt': ['Volume', 'TargetARN'] }, [Prop.Manage]: 'one-way' });
+    template.hasResourceProperties(RESOURCE_TYPE, { [Prop.TargetArn]: numberedTargetArn(2), [Prop.Manage]: Match.absent() });
+  });
+
+  test('the removal policy keeps managed credentials: the custom resource gets it too; a read-only one keeps the default', () => {
+    const stack = newStack();
+    new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], manageCredentials: true, removalPolicy: RemovalPolicy.RETAIN });
+    new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), removalPolicy: RemovalPolicy.RETAIN });
+    const template = Template.fromStack(stack);
+    const resources = template.findResources(RESOURCE_TYPE);
+    const [managed, readOnly] = ['A', 'B'].map((p) => Object.entries(resources).find(([id]) => id.startsWith(p))![1]);
+    expect(managed.DeletionPolicy).toBe('Retain');
+    expect(managed.UpdateReplacePolicy).toBe('Retain');
+    expect(readOnly.DeletionPolicy).toBe('Delete');
+  });
+
+  test('the host wiring takes the portal address from the volume', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { volume: volumeIn(stack), initiators: [HOST_B] });
+    const wiring = chap.wireHost({ initiatorName: HOST_B, grantee: new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }) });
+    expect(wiring.linuxCommands).toContain("PORTAL='10.0.0.10:3260'");
+    expect(wiring.windowsCommands).toContain("$Portal = '10.0.0.10'");
+    expect(chap.portalAddress).toBe('10.0.0.10');
+  });
+
+  test.each([
+    ['neither targetArn nor volume', {}, "exactly one of 'targetArn' and 'volume' must be given, got neither"],
+    ['both targetArn and volume', { targetArn: DOC_TARGET_ARN, volume: true }, "exactly one of 'targetArn' and 'volume' must be given, got both"],
+    ['chapMode without manageCredentials', { targetArn: DOC_TARGET_ARN, chapMode: ChapMode.ONE_WAY },
+      `'chapMode' needs 'manageCredentials: true', got chapMode "one-way" without it`],
+    ['removeAdoptedCredentials without manageCredentials', { targetArn: DOC_TARGET_ARN, removeAdoptedCredentials: true },
+      "'removeAdoptedCredentials' needs 'manageCredentials: true', got removeAdoptedCredentials true without it"],
+    ['manageCredentials without initiators', { targetArn: DOC_TARGET_ARN, manageCredentials: true },
+      "'manageCredentials' needs the initiators to manage in 'initiators', got none"],
+  ])('%s is refused, naming the prop, the rule and the value', (_, props, message) => {
+    const stack = newStack();
+    const { volume, ...rest } = props as Record<string, unknown>;
+    expect(() => new ChapCredentials(stack, 'Chap', { ...rest, ...(volume ? { volume: volumeIn(stack) } : {}) })).toThrow(message);
+  });
+
+  test('a volume of another type and a wiring without any portal address are refused', () => {
+    const stack = newStack();
+    const bucket = new CfnResource(stack, 'Bucket', { type: 'AWS::S3::Bucket' });
+    expect(() => new ChapCredentials(stack, 'A', { volume: bucket })).toThrow("'volume' must be an AWS::StorageGateway::Volume (aws_storagegateway.CfnVolume), got a AWS::S3::Bucket");
+    const chap = new ChapCredentials(stack, 'B', { targetArn: DOC_TARGET_ARN, initiators: [HOST_B] });
+    expect(() => chap.wireHost({ initiatorName: HOST_B, grantee: new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }) }))
+      .toThrow("'portalAddress' must be given when the construct has no volume to take it from, got none");
   });
 });

@@ -12,9 +12,10 @@ import { App, Aspects, CfnResource, Duration, Stack, Validations } from 'aws-cdk
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
 import * as nag3 from 'cdk-nag';
 import * as nag2 from 'cdk-nag-v2';
-import { ChapCredentials, ChapCredentialsProvider } from '../lib';
+import { ChapCredentials, ChapCredentialsProvider, ChapMode } from '../lib';
 import { CDK_NAG_METADATA_KEY } from '../lib/compat';
 import { demoStack } from '../bin/demo-stack';
 import { HOST_A, HOST_B, numberedTargetArn } from './fixtures';
@@ -87,6 +88,15 @@ const CASES: Array<[string, (app: App) => void, Record<string, unknown>, string[
     const stack = new Stack(app, 'Imported');
     const key = kms.Key.fromKeyArn(stack, 'Key', 'arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab');
     new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], encryptionKey: key, refresh: Duration.days(1) });
+  }, {}, []],
+  ['managed credentials, one-way and mutual, one on a CfnVolume with a customer key, one on a target ARN without', (app) => {
+    const stack = new Stack(app, 'Managed');
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    const volume = new storagegateway.CfnVolume(stack, 'Volume', {
+      gatewayArn: 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B', targetName: 'db', networkInterfaceId: '10.0.0.10', volumeSizeInBytes: 150 * 1024 ** 3,
+    });
+    new ChapCredentials(stack, 'A', { volume, initiators: [HOST_A], manageCredentials: true, encryptionKey: key, refresh: Duration.hours(1) });
+    new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), initiators: [HOST_B], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
   }, {}, []],
   ['two stacks, Aspects invoked in a single pass (@aws-cdk/core:aspectStabilization off)', (app) => {
     new ChapCredentials(new Stack(app, 'One'), 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], refresh: Duration.hours(1) });
