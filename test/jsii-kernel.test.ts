@@ -11,11 +11,12 @@ import { App, Aspects, Duration, IAspect, Stack, Tags } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { IConstruct } from 'constructs';
+import { HOST_B } from './fixtures';
 import { InstalledAssembly, PackedAssembly, installedDir, jsiiLoadOrder, loadAll, packAll } from './jsii/assemblies';
 import { synthThroughKernel } from './jsii/cdk';
 import { chapInTypeScript, chapThroughKernel, packThisPackage } from './jsii/chap-scenario';
 import {
-  Callback, KernelClient, KernelError, KernelErrorType, ObjRef, fromWire, isObjRef, refFqn, wireDate, wireEnum, wireStruct,
+  Callback, KernelClient, KernelError, KernelErrorType, ObjRef, fromWire, refFqn, wireDate, wireEnum, wireStruct,
 } from './jsii/kernel-client';
 
 const ROOT = path.join(__dirname, '..');
@@ -51,7 +52,7 @@ afterAll(async () => {
 });
 
 afterEach(() => {
-  kernel.onCallback = undefined;
+  if (kernel) kernel.onCallback = undefined;
 });
 
 const installedVersion = (name: string): string =>
@@ -60,12 +61,6 @@ const installedVersion = (name: string): string =>
 const POLICY = { actions: ['s3:GetObject'], resources: ['arn:aws:s3:::host-config/*'] };
 const SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:host-b-AbCdEf';
 
-/**
- * The app, written as another language writes it (each call one kernel request): a stack with a description and a
- * tag, a role for an EC2 host with a 2-hour session, a policy statement with an enum, a grant, and an aspect that the
- * host implements (the kernel calls it back for every construct; it reads the node's path and, on the CfnRole, sets
- * a property override, both through nested kernel requests).
- */
 interface AppOutcome {
   readonly template: Record<string, unknown>;
   /** Paths of the constructs the aspect visited, in order. */
@@ -74,6 +69,12 @@ interface AppOutcome {
   readonly tags: unknown;
 }
 
+/**
+ * The app, written as another language writes it (each call one kernel request): a stack with a description and a
+ * tag, a role for an EC2 host with a 2-hour session, a policy statement with an enum, a grant, and an aspect that the
+ * host implements (the kernel calls it back for every construct; it reads the node's path and, on the CfnRole, sets
+ * a property override, both through nested kernel requests).
+ */
 async function appThroughKernel(dir: string): Promise<AppOutcome> {
   const visited: string[] = [];
   kernel.onCallback = async (cb: Callback) => {
@@ -161,7 +162,7 @@ describe('aws-cdk-lib through the jsii kernel', () => {
     });
     expect(viaKernel.visited).toContain('Consumer/HostRole/Resource');
     expect(viaKernel.grantSuccess).toBe(true);
-    expect(viaKernel.tags).toEqual({ team: 'storage' });
+    expect(viaKernel.tags).toEqual({ team: 'storage' }); // came back as { "$jsii.map": {...} }
     expect(inTypeScript.tags).toEqual({ team: 'storage' });
   }, 60_000);
 
@@ -195,11 +196,11 @@ describe('aws-cdk-lib through the jsii kernel', () => {
     const refusal = (p: Promise<unknown>) => p.then(() => { throw new Error('accepted'); }, (e: KernelError) => e);
 
     const missing = await refusal(kernel.create('aws-cdk-lib.aws_iam.Role', [stack, 'NoPrincipal', {}]));
-    expect(missing.kernelName).toBe('@jsii/kernel.SerializationError');
+    expect(missing.kernelName).toBe(KernelErrorType.SERIALIZATION_ERROR);
     expect(missing.message).toMatch(/^Passed to parameter props of new aws-cdk-lib\.aws_iam\.Role: Unable to deserialize value as aws-cdk-lib\.aws_iam\.RoleProps/);
 
     const wrongType = await refusal(kernel.create('aws-cdk-lib.aws_iam.Role', [stack, 'StringPrincipal', { assumedBy: 'ec2.amazonaws.com' }]));
-    expect(wrongType.kernelName).toBe('@jsii/kernel.SerializationError');
+    expect(wrongType.kernelName).toBe(KernelErrorType.SERIALIZATION_ERROR);
     expect(wrongType.message).toContain("Key 'assumedBy': Unable to deserialize value as aws-cdk-lib.aws_iam.IPrincipal");
 
     const unknown = await refusal(kernel.create('aws-cdk-lib.aws_iam.NoSuchRole', [stack, 'Nope']));
@@ -222,7 +223,7 @@ describe('aws-cdk-lib through the jsii kernel', () => {
     expect(seen).toEqual(['visit']);
   }, 30_000);
 
-  test('dates, enums, maps and references cross the wire both ways; del releases an object', async () => {
+  test('dates and enums cross the wire both ways (maps: tagValues above); del releases an object', async () => {
     const date = new Date('2030-01-02T03:04:05.000Z');
     const expiration = await kernel.sinvoke('aws-cdk-lib.Expiration', 'atDate', [wireDate(date)]) as ObjRef;
     expect(fromWire(await kernel.get(expiration, 'date'))).toEqual(date);
@@ -237,7 +238,6 @@ describe('aws-cdk-lib through the jsii kernel', () => {
     const released = await kernel.get(expiration, 'date').catch((e: KernelError) => e) as KernelError;
     expect(released.kernelName).toBe(KernelErrorType.FAULT);
     expect(released.message).toMatch(/^Object aws-cdk-lib\.Expiration@\d+ not found$/);
-    expect(isObjRef(statement)).toBe(true);
   }, 30_000);
 
   test("naming gives each language's package and module names of aws-cdk-lib", async () => {
@@ -273,10 +273,10 @@ describe.skip('cdk-chap-credentials through the jsii kernel (waits for the jsii 
     template.resourceCountIs('AWS::SecretsManager::Secret', 2); // the target's and the declared initiator's
     expect(viaKernel.grantSuccess).toBe(true);
     expect(viaKernel.wiring).toEqual(inTypeScript.wiring);
-    expect(viaKernel.wiring.linuxCommands.length).toBeGreaterThan(0);
+    expect(JSON.stringify(viaKernel.wiring.linuxCommands)).toContain(`INITIATOR_NAME='${HOST_B}'`);
 
     expect(viaKernel.badTargetArn.kernelName).not.toBe(KernelErrorType.FAULT);
-    expect(viaKernel.badTargetArn.message.startsWith("'targetArn' must be a Storage Gateway iSCSI target ARN")).toBe(true);
+    expect(viaKernel.badTargetArn.message).toMatch(/^'targetArn' must be a Storage Gateway iSCSI target ARN/);
     expect(viaKernel.badTargetArn.message).toBe(inTypeScript.badTargetArnMessage);
 
     // What each language's package is called (the targets of the jsii build).

@@ -19,7 +19,11 @@ export const BAD_TARGET_ARN = 'arn:aws:s3:::bucket';
 
 export interface ChapOutcome {
   readonly template: Record<string, unknown>;
-  readonly wiring: { readonly linuxCommands: string[]; readonly windowsCommands: string[] };
+  /**
+   * The host's boot commands, resolved by the stack (`stack.resolve`), as CloudFormation gets them: unresolved, they
+   * hold token markers whose numbers depend on the process.
+   */
+  readonly wiring: { readonly linuxCommands: unknown; readonly windowsCommands: unknown };
   readonly grantSuccess: boolean;
 }
 
@@ -69,8 +73,8 @@ export async function chapThroughKernel(kernel: KernelClient, tarball: string, o
   return {
     template: await synthThroughKernel(kernel, app, 'Consumer'),
     wiring: {
-      linuxCommands: await kernel.get(wiring, 'linuxCommands') as string[],
-      windowsCommands: await kernel.get(wiring, 'windowsCommands') as string[],
+      linuxCommands: await kernel.invoke(stack, 'resolve', [await kernel.get(wiring, 'linuxCommands')]),
+      windowsCommands: await kernel.invoke(stack, 'resolve', [await kernel.get(wiring, 'windowsCommands')]),
     },
     grantSuccess: await kernel.get(grant, 'success') as boolean,
     badTargetArn,
@@ -94,7 +98,7 @@ export function chapInTypeScript(outdir: string): ChapOutcome & { readonly badTa
   }
   return {
     template: app.synth().getStackByName('Consumer').template as Record<string, unknown>,
-    wiring: { linuxCommands: wiring.linuxCommands, windowsCommands: wiring.windowsCommands },
+    wiring: { linuxCommands: stack.resolve(wiring.linuxCommands), windowsCommands: stack.resolve(wiring.windowsCommands) },
     grantSuccess: grant.success,
     badTargetArnMessage,
   };

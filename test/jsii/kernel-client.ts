@@ -52,11 +52,17 @@ export interface Callback {
 /** What the host answers to a callback: the value to return (or throw to answer with an error). */
 export type CallbackHandler = (callback: Callback) => WireValue | Promise<WireValue>;
 
-/** The kernel's error types (`name` of an error response). */
+/**
+ * Names of error answers. `name` is the kernel's for its own errors; for an error thrown by the library's code it is
+ * that error's own name (aws-cdk-lib's validation errors carry their id, e.g. `MaxSessionDurationSet`; a plain
+ * `Error` is `Error`). The language runtimes raise a fault as a jsii error and anything else as a runtime error.
+ */
 export const KernelErrorType = {
-  /** The kernel could not do what was asked (unknown type, bad argument, object not found). */
+  /** The kernel could not do what was asked (unknown type, object not found, ...). */
   FAULT: '@jsii/kernel.Fault',
-  /** The library's own code threw (a construct rejecting a prop, for instance). */
+  /** A value could not be converted to the declared type (a missing required struct field, a wrong type). */
+  SERIALIZATION_ERROR: '@jsii/kernel.SerializationError',
+  /** What a host answers for a callback that failed (the kernel rethrows it into the library's code). */
   RUNTIME_ERROR: '@jsii/kernel.RuntimeError',
 } as const;
 
@@ -65,7 +71,7 @@ export class KernelError extends Error {
   constructor(
     /** The kernel's message: the JavaScript error's message, unchanged. */
     message: string,
-    /** The kernel's error type: see {@link KernelErrorType}. */
+    /** The error's name: see {@link KernelErrorType}. */
     public readonly kernelName: string | undefined,
     /** The JavaScript stack inside the kernel. */
     public readonly kernelStack: string | undefined,
@@ -121,11 +127,15 @@ export class KernelClient {
   public static async start(options: KernelOptions = {}): Promise<KernelClient> {
     const child = spawn(process.execPath, [runtimeBundlePath()], {
       stdio: ['pipe', 'pipe', 'pipe'],
+      // @jsii/check-node reads this as a list of major versions ('1' would not silence Node 20's end-of-life banner).
       env: { ...process.env, JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION: process.versions.node.split('.')[0], ...options.env },
     });
     const client = new KernelClient(child, options.onCallback);
-    const hello = await client.nextMessage();
-    if (!('hello' in hello)) throw new Error(`the kernel did not say hello: ${JSON.stringify(hello)}`);
+    const hello = await client.nextMessage().catch((e: Error) => ({ error: e.message }));
+    if (!('hello' in hello)) {
+      await client.close();
+      throw new Error(`the kernel did not say hello: ${JSON.stringify(hello)}`);
+    }
     client.hello = hello.hello;
     return client;
   }
@@ -289,11 +299,6 @@ export class KernelClient {
     }
     this.stderr += `${line}\n`;
   }
-}
-
-/** A reference to an object, as the wire carries it. */
-export function isObjRef(value: WireValue): value is ObjRef {
-  return typeof value === 'object' && value !== null && TOKEN_REF in value;
 }
 
 /** The fqn in an object reference (`aws-cdk-lib.aws_iam.CfnRole@10012` gives `aws-cdk-lib.aws_iam.CfnRole`). */
