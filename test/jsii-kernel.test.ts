@@ -248,11 +248,19 @@ describe('aws-cdk-lib through the jsii kernel', () => {
     expect(naming.go).toMatchObject({ moduleName: 'github.com/aws/aws-cdk-go', packageName: 'awscdk' });
   });
 
-  test('the kernel exits cleanly on {"exit":0}, and its stderr is captured (none here)', async () => {
-    const other = await KernelClient.start();
-    expect(other.hello).toMatch(/^@jsii\/runtime@/);
+  test('the kernel exits cleanly on {"exit":0}; what it writes to stderr is captured and decoded', async () => {
+    // JSII_DEBUG makes the kernel echo each request on its stderr, which reaches us wrapped as {"stderr": base64}.
+    const other = await KernelClient.start({ env: { JSII_DEBUG: '1' } });
+    expect(other.hello).toBe(kernel.hello);
+    expect(await other.stats()).toEqual({ objectCount: 0 });
+    // One request at a time (outside a callback), as the protocol requires: a second one is refused, the first answered.
+    const first = other.stats();
+    await expect(other.stats()).rejects.toThrow("'stats' sent while another request is in flight");
+    expect(await first).toEqual({ objectCount: 0 });
     expect(await other.close()).toEqual({ code: 0, signal: null });
-    expect(other.stderr).toBe('');
+    expect(other.stderr).toContain('> {"api":"stats"}');
+    expect(other.stderr).not.toContain('{"stderr":');
+    expect(other.stderr).not.toContain('end-of-life'); // the Node support banner is silenced
     await expect(other.stats()).rejects.toThrow(/the kernel has exited/);
   });
 });
