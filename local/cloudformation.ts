@@ -74,6 +74,8 @@ interface Deployed {
   readonly type: string;
   readonly physicalId: string;
   readonly attributes: Record<string, unknown>;
+  /** A resource type the driver only stands in for: any attribute the template reads gets a plausible value. */
+  readonly standIn?: boolean;
   readonly properties: Json;
   readonly deletionPolicy?: string;
   readonly updateReplacePolicy?: string;
@@ -412,6 +414,7 @@ export class LocalCloudFormation {
   private getAtt(id: string, attribute: string): Json {
     const resource = this.resources.get(id);
     if (!resource) throw new StackFailure(`Fn::GetAtt on ${id}, which is not deployed`);
+    if (!(attribute in resource.attributes) && resource.standIn) return `${resource.physicalId}-${attribute}`;
     if (!(attribute in resource.attributes)) {
       const message = `the template reads attribute ${attribute} of ${id}, which ${isCustom(resource.type) ? "its response's Data" : 'the resource'} lacks`;
       this.problems.push(message);
@@ -544,7 +547,7 @@ export class LocalCloudFormation {
       default: {
         const physicalId = this.generatedName(id);
         const service = type.split('::')[1]?.toLowerCase() ?? 'unknown';
-        return { ...base, physicalId, attributes: { Arn: `arn:aws:${service}:${region}:${account}:${physicalId}` } };
+        return { ...base, physicalId, standIn: true, attributes: { Arn: `arn:aws:${service}:${region}:${account}:${physicalId}` } };
       }
     }
   }

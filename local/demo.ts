@@ -2,7 +2,9 @@
  * `npm run demo`: the whole lifecycle on this machine, with no AWS account. Synthesizes the demo app with the CDK
  * CLI, starts the emulator with a target holding three initiators (mutual and one-way CHAP), deploys, prints the
  * outputs and the stored secrets (values masked), changes a CHAP secret on the emulated gateway, updates, and
- * deletes the stack. Exits 0 only when every step worked.
+ * deletes the stack. Then the whole chain as code: a stack that creates a volume, sets CHAP credentials on it,
+ * stores them and wires a host from the volume; an unchanged update that closes no connection; delete. Exits 0 only
+ * when every step worked.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +12,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LocalCloudFormation, StackResult } from './cloudformation';
-import { startEmulator } from './emulator';
+import { Emulator, startEmulator } from './emulator';
+import { DEMO_GATEWAY_ARN, DEMO_HOST_INITIATOR, DEMO_VOLUME_PORTAL } from '../bin/demo-stack';
 
 const ROOT = path.join(__dirname, '..');
 const STACK = 'ChapCredentialsDemo';
@@ -22,10 +25,11 @@ const BACKUP = 'iqn.1994-05.com.redhat:backup-host';
 /** A CHAP secret for the emulated gateway: 12 random characters, made here and never printed. */
 const chapSecret = () => randomBytes(9).toString('base64url').slice(0, 12);
 
-function synth(initiators: string[]): string {
+function synth(initiators: string[], context: Record<string, string> = {}): string {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-demo-'));
+  const flags = Object.entries({ initiators: initiators.join(','), ...context }).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
   execFileSync(path.join(ROOT, 'node_modules', '.bin', 'cdk'),
-    ['synth', '--quiet', '--no-notices', '--no-version-reporting', '-o', out, '-c', `initiators=${initiators.join(',')}`],
+    ['synth', '--quiet', '--no-notices', '--no-version-reporting', '-o', out, ...flags],
     { cwd: ROOT, stdio: 'pipe', env: { ...process.env, CDK_DISABLE_CLI_TELEMETRY: 'true' } });
   return out;
 }
@@ -39,8 +43,8 @@ function describeValue(json: string | undefined): string[] {
 }
 
 let failures = 0;
-function step(title: string, result?: StackResult, expected?: string): void {
-  const ok = !result || result.status === expected;
+function step(title: string, result?: StackResult, expected?: string, check = true): void {
+  const ok = check && (!result || result.status === expected);
   if (!ok) failures++;
   console.log(`${ok ? '✔' : '✘'} ${title}${result ? `: ${result.status}${result.reason ? ` (${result.reason})` : ''}` : ''}`);
 }
@@ -86,15 +90,64 @@ async function main(): Promise<void> {
     console.log(`    secrets left in Secrets Manager: ${sm.secrets.size}`);
     if (sm.secrets.size) failures++;
 
+    const chain = await wholeChain(emulator, cfn);
     for (const problem of cfn.problems) console.log(`✘ ${problem}`);
     failures += cfn.problems.length;
-    for (const dir of [first, second]) fs.rmSync(dir, { recursive: true, force: true });
+    for (const dir of [first, second, chain]) fs.rmSync(dir, { recursive: true, force: true });
   } finally {
     await cfn.stop();
     await emulator.stop();
   }
   console.log(failures ? `demo failed: ${failures} problem(s)` : 'demo complete: every step worked');
   process.exitCode = failures ? 1 : 0;
+}
+
+/**
+ * The chain as code: a volume, CHAP credentials set by the stack, secrets, a host wired from the volume; then an
+ * unchanged update and delete. Returns the cloud assembly's folder.
+ */
+async function wholeChain(emulator: Emulator, cfn: LocalCloudFormation): Promise<string> {
+  const gateway = emulator.storageGateway;
+  gateway.addGateway(DEMO_GATEWAY_ARN);
+  const assembly = synth([WINDOWS], { volume: 'true', manage: 'true', host: 'true' });
+  step(`synthesized ${STACK} with a volume on ${DEMO_GATEWAY_ARN}, managed mutual CHAP for ${WINDOWS} and ${DEMO_HOST_INITIATOR}`);
+
+  const created = await cfn.deploy(assembly, STACK);
+  step('deploy (volume, credentials, secrets, host)', created, 'CREATE_COMPLETE');
+  const [volumeId, volume] = [...cfn.deployed].find(([, r]) => r.type === 'AWS::StorageGateway::Volume') ?? [];
+  const targetArn = String(volume?.attributes.TargetARN);
+  console.log(`    volume ${volumeId}: target ${targetArn}`);
+  for (const [name, credential] of gateway.targets.get(targetArn) ?? []) {
+    console.log(`    gateway: ${name} has CHAP credentials set by the stack, initiator secret ********`
+      + `${credential.SecretToAuthenticateTarget ? ', target secret ******** (mutual)' : ' (one-way)'}`);
+  }
+  for (const secret of emulator.secretsManager.secrets.values()) {
+    const value = emulator.secretsManager.current(secret.arn);
+    if (value?.includes('initiatorName')) { // CHAP values (not the credential key)
+      for (const line of describeValue(value)) console.log(`    secret ${secret.name}: ${line}`);
+    }
+  }
+  const closedAtCreate = gateway.connectionsClosed(targetArn);
+  console.log(`    UpdateChapCredentials calls: ${emulator.callsOf('UpdateChapCredentials', true).length}, connections closed: ${closedAtCreate}`);
+  const userData = [...cfn.deployed.values()].find((r) => r.type === 'AWS::EC2::Instance')?.properties.UserData;
+  const script = userData ? Buffer.from(String(userData), 'base64').toString('utf8') : '';
+  const portal = /^PORTAL='([^']*)'$/m.exec(script)?.[1];
+  console.log(`    host wiring (Linux user data): PORTAL=${portal}, TARGET_ARN=${/^TARGET_ARN='([^']*)'$/m.exec(script)?.[1]}`);
+  step('the host is wired to the volume\'s address, read from the volume', undefined, undefined, portal === `${DEMO_VOLUME_PORTAL}:3260`);
+
+  const chapId = [...cfn.deployed].find(([, r]) => r.type.startsWith('Custom::'))![0];
+  const writes = emulator.callsOf('UpdateChapCredentials').length + emulator.callsOf('DeleteChapCredentials').length;
+  const response = await cfn.updateUnchanged(chapId);
+  const unchanged = emulator.callsOf('UpdateChapCredentials').length + emulator.callsOf('DeleteChapCredentials').length === writes
+    && gateway.connectionsClosed(targetArn) === closedAtCreate;
+  step(`unchanged update: ${response.Status}, no gateway write, no connection closed`, undefined, undefined, response.Status === 'SUCCESS' && unchanged);
+
+  const deleted = await cfn.destroy();
+  step('delete (credentials removed, then the volume)', deleted, 'DELETE_COMPLETE');
+  step(`DeleteChapCredentials calls: ${emulator.callsOf('DeleteChapCredentials', true).length} (one per initiator the stack set)`, undefined, undefined,
+    emulator.callsOf('DeleteChapCredentials', true).length === 2);
+  step('the gateway holds no volume and no target of the stack any more', undefined, undefined, !gateway.targets.has(targetArn) && gateway.volumes.size === 0);
+  return assembly;
 }
 
 main().catch((error) => {
