@@ -243,7 +243,7 @@ export class ChapCredentials extends Construct {
     return [...this.initiatorSecretResources.keys()];
   }
 
-  /** The secret holding only `initiatorName`'s pair; the initiator must be declared in `initiators`. */
+  /** The secret holding only `initiatorName`'s pair. The initiator must be declared in `initiators`. */
   public initiatorSecret(initiatorName: string): secretsmanager.ISecret {
     const secret = this.initiatorSecretResources.get(initiatorName);
     if (!secret) {
@@ -266,7 +266,7 @@ export class ChapCredentials extends Construct {
 
   /**
    * Boot commands that connect a Linux or Windows host, the declared initiator `initiatorName`, to the target with
-   * CHAP, reading its secrets from Secrets Manager at boot; grants the host's role read access to exactly that
+   * CHAP, reading its secrets from Secrets Manager at boot. Grants the host's role read access to exactly that
    * initiator's secret.
    */
   public wireHost(props: IscsiHostProps): IscsiHostWiring {
