@@ -35,7 +35,7 @@ beforeAll(() => {
 }, 180_000);
 
 describe('jsii-rosetta', () => {
-  test("every TypeScript example of the README compiles in strict mode, inside the fixtures of rosetta/", () => {
+  test('every TypeScript example of the README compiles in strict mode, inside the fixtures of rosetta/', () => {
     expect(rosetta.stderr).not.toMatch(/error/i);
     expect(rosetta.status).toBe(0);
     const fences = readme.split('\n').filter((line) => /^```(ts|typescript)\b/.test(line));
