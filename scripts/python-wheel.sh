@@ -12,6 +12,7 @@ if ! "$python" -c 'import sys, setuptools; sys.exit(0 if tuple(map(int, setuptoo
     "(found $("$python" -c 'import setuptools; print(setuptools.__version__)' 2>/dev/null || echo none))" >&2
   exit 1
 fi
-npx jsii-pacmak --code-only --no-npmignore --targets python --outdir "$outdir"
+npx jsii-rosetta extract --strict .jsii  # the README examples in Python, for the package description
+npx jsii-pacmak --code-only --no-npmignore --rosetta-unknown-snippets fail --targets python --outdir "$outdir"
 "$python" -m pip wheel --no-deps --no-build-isolation --no-index --wheel-dir "$outdir/python/wheel" "$outdir/python"
 ls "$outdir"/python/wheel/*.whl
