@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ROOT, ToolResult, readAssembly, readPackageJson, runTool, tempDir } from './jsii-tools';
+import { ROOT, ToolResult, readAssembly, readPackageJson, readmeSection, runTool, tempDir } from './jsii-tools';
 
 const pkg = readPackageJson();
 const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
@@ -93,6 +93,19 @@ describe('jsii-pacmak', () => {
 
     expect(read('go', go.packageName, 'go.mod')).toMatch(new RegExp(`^module ${go.moduleName}/${go.packageName}$`, 'm'));
     expect(read('go', go.packageName, 'ChapCredentials.go')).toMatch(new RegExp(`^package ${go.packageName}$`, 'm'));
+  });
+
+  test("the Python package's build and install requirements are the ones the README's Install notes name", () => {
+    const install = readmeSection('Install').replace(/\s+/g, ' ');
+    // jsii-pacmak's wheel build pins setuptools and build; `npm run package:python` uses the local setuptools instead.
+    const [, buildRequires] = read('python', 'pyproject.toml').match(/^requires = \[(.*)\]$/m)!;
+    const pins = [...buildRequires.matchAll(/"([\w-]+)~=(\d+\.\d+)\.\d+"/g)].map(([, name, version]) => `\`${name}\` ${version}`);
+    expect(pins).toHaveLength(2);
+    for (const pin of pins) expect(install).toContain(pin);
+    const requires = JSON.parse(read('python', 'setup.py').match(/"""\n([\s\S]*?)\n"""/)![1]).install_requires as string[];
+    const names = requires.map((r) => r.split(/[<>=~ ,]/)[0]);
+    expect(names.sort()).toEqual(['aws-cdk-lib', 'constructs', 'jsii', 'publication']);
+    expect(install).toContain('Installing the wheel needs `jsii`, `aws-cdk-lib`, `constructs` and `publication` from PyPI');
   });
 
   test('the generated Python compiles', () => {
