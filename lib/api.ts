@@ -2,6 +2,10 @@
  * The contract between the construct and its handler: property and attribute names, the event's
  * typed shape, the stored secret's JSON shape and the input rules. Both sides import this module,
  * so a name is written once. It must not import aws-cdk-lib: the handler bundle includes it.
+ *
+ * Its module constants, free functions and wire types are TypeScript only (jsii exports classes, interfaces and
+ * enums to other languages); other languages get `ChapCredentials.RESOURCE_TYPE`, `ChapCredentialsAttribute` and
+ * `ChapCredentials.initiatorSecretNamePart` (lib/chap-credentials.ts).
  */
 
 /** CloudFormation resource type of the custom resource. */
@@ -44,13 +48,25 @@ export const Attr = {
   InitiatorNamesTruncated: 'InitiatorNamesTruncated',
 } as const;
 
-/** One declared initiator, as the handler receives it. */
+/**
+ * One declared initiator, as the handler receives it.
+ *
+ * TypeScript only: `@internal` keeps it out of the jsii assembly, so other languages do not see it
+ * (its keys are CloudFormation's PascalCase property names, which jsii rejects); the `.d.ts` files keep it for TypeScript.
+ * @internal
+ */
 export interface DeclaredInitiator {
   readonly [InitiatorProp.Name]: string;
   readonly [InitiatorProp.SecretArn]: string;
 }
 
-/** The custom resource's properties, as the handler receives them (CloudFormation passes strings). */
+/**
+ * The custom resource's properties, as the handler receives them (CloudFormation passes strings).
+ *
+ * TypeScript only: `@internal` keeps it out of the jsii assembly, so other languages do not see it
+ * (its keys are CloudFormation's PascalCase property names, which jsii rejects); the `.d.ts` files keep it for TypeScript.
+ * @internal
+ */
 export interface ChapResourceProperties {
   readonly ServiceToken?: string;
   readonly [Prop.TargetArn]: string;
@@ -69,7 +85,13 @@ export interface RefreshEvent {
   readonly [REFRESH_EVENT_KEY]: ChapResourceProperties;
 }
 
-/** One target-initiator pair, as stored in Secrets Manager. */
+/**
+ * One target-initiator pair, as stored in Secrets Manager.
+ *
+ * TypeScript only: `@internal` keeps it out of the jsii assembly, so other languages do not see it
+ * (they read the JSON keys documented in the README); the `.d.ts` files keep it for TypeScript.
+ * @internal
+ */
 export interface ChapPair {
   readonly initiatorName: string;
   readonly targetArn: string;
@@ -79,7 +101,13 @@ export interface ChapPair {
   readonly secretToAuthenticateTarget?: string;
 }
 
-/** The JSON value of the target secret: every pair the target reports, sorted by initiator name. */
+/**
+ * The JSON value of the target secret: every pair the target reports, sorted by initiator name.
+ *
+ * TypeScript only: `@internal` keeps it out of the jsii assembly, so other languages do not see it
+ * (they read the JSON keys documented in the README); the `.d.ts` files keep it for TypeScript.
+ * @internal
+ */
 export interface TargetSecretValue {
   readonly targetArn: string;
   readonly chapCredentials: readonly ChapPair[];

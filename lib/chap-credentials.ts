@@ -116,10 +116,38 @@ export interface ChapCredentialsProps {
 }
 
 /**
+ * Names of the attributes the custom resource returns, for `CustomResource.getAtt` or `Fn.getAtt` in any language
+ * (TypeScript also has them as `Attr`). `ChapCredentials` already reads each one as a property.
+ */
+export class ChapCredentialsAttribute {
+  /** Comma-separated initiator names, sorted (`ChapCredentials.initiatorNamesCommaSeparated`). */
+  public static readonly INITIATOR_NAMES: string = Attr.InitiatorNames;
+  /** Number of target-initiator pairs the target reports, always exact (`ChapCredentials.initiatorCount`). */
+  public static readonly INITIATOR_COUNT: string = Attr.InitiatorCount;
+  /** `'true'` when the initiator names were shortened to fit the response (`ChapCredentials.initiatorNamesTruncated`). */
+  public static readonly INITIATOR_NAMES_TRUNCATED: string = Attr.InitiatorNamesTruncated;
+
+  private constructor() {}
+}
+
+/**
  * Reads the CHAP credentials of a Storage Gateway iSCSI target at deploy time, stores them in Secrets
  * Manager, and exposes the initiator names to the stack.
  */
 export class ChapCredentials extends Construct {
+  /** CloudFormation type of the custom resource, `Custom::StorageGatewayChapCredentials` (TypeScript also has it as `RESOURCE_TYPE`). */
+  public static readonly RESOURCE_TYPE: string = RESOURCE_TYPE;
+
+  /**
+   * The part of a secret name that stands for `initiatorName` when `secretName` is set: every `:` becomes `_`, which
+   * an initiator name never holds, so two initiators never share a secret name. For example
+   * `iqn.1994-05.com.redhat:db-host` gives `iqn.1994-05.com.redhat_db-host`, and that initiator's secret is named
+   * `<secretName>/iqn.1994-05.com.redhat_db-host`. (TypeScript also has it as the function `initiatorSecretNamePart`.)
+   */
+  public static initiatorSecretNamePart(initiatorName: string): string {
+    return initiatorSecretNamePart(initiatorName);
+  }
+
   /**
    * Comma-separated initiator names, sorted, as the target reports them. When they would not fit in a
    * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`.
@@ -277,7 +305,7 @@ export class ChapCredentials extends Construct {
     return [...this.initiatorSecretResources.keys()];
   }
 
-  /** The secret holding only `initiatorName`'s pair; the initiator must be declared in `initiators`. */
+  /** The secret holding only `initiatorName`'s pair. The initiator must be declared in `initiators`. */
   public initiatorSecret(initiatorName: string): secretsmanager.ISecret {
     const secret = this.initiatorSecretResources.get(initiatorName);
     if (!secret) {
@@ -300,7 +328,7 @@ export class ChapCredentials extends Construct {
 
   /**
    * Boot commands that connect a Linux or Windows host, the declared initiator `initiatorName`, to the target with
-   * CHAP, reading its secrets from Secrets Manager at boot; grants the host's role read access to exactly that
+   * CHAP, reading its secrets from Secrets Manager at boot. Grants the host's role read access to exactly that
    * initiator's secret.
    */
   public wireHost(props: IscsiHostProps): IscsiHostWiring {

@@ -4,7 +4,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 
 /** Properties of {@link ChapCredentials.wireHost}. */
 export interface IscsiHostProps {
-  /** The host's initiator name (IQN); it must be one of the construct's declared `initiators`. */
+  /** The host's initiator name (IQN). It must be one of the construct's declared `initiators`. */
   readonly initiatorName: string;
 
   /**

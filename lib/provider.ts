@@ -27,7 +27,7 @@ export const MAX_STACK_RESOURCES = 500;
 /** What one ChapCredentials asks of the stack's provider. */
 export interface ProviderRegistration {
   readonly targetArn: string;
-  readonly secretArns: readonly string[];
+  readonly secretArns: string[];
   readonly encryptionKey?: kms.IKey;
   /**
    * The credential key secret of a construct that manages its initiators' credentials on `targetArn`.
