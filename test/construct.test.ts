@@ -399,7 +399,7 @@ describe('managed credentials', () => {
     ['neither targetArn nor volume', {}, "exactly one of 'targetArn' and 'volume' must be given, got neither"],
     ['both targetArn and volume', { targetArn: DOC_TARGET_ARN, volume: true }, "exactly one of 'targetArn' and 'volume' must be given, got both"],
     ['chapMode without manageCredentials', { targetArn: DOC_TARGET_ARN, chapMode: ChapMode.ONE_WAY },
-      `'chapMode' needs 'manageCredentials: true', got chapMode "one-way" without it`],
+      '\'chapMode\' needs \'manageCredentials: true\', got chapMode "one-way" without it'],
     ['removeAdoptedCredentials without manageCredentials', { targetArn: DOC_TARGET_ARN, removeAdoptedCredentials: true },
       "'removeAdoptedCredentials' needs 'manageCredentials: true', got removeAdoptedCredentials true without it"],
     ['manageCredentials without initiators', { targetArn: DOC_TARGET_ARN, manageCredentials: true },

@@ -76,6 +76,7 @@ test('what other languages see: the construct, its structs, the provider, and th
     },
     ChapCredentialsProps: { kind: 'struct', initializer: false, statics: [] },
     ChapCredentialsProvider: { kind: 'class', initializer: false, statics: ['getOrCreate'] },
+    ChapMode: { kind: 'enum', initializer: false, statics: [] },
     IscsiHostProps: { kind: 'struct', initializer: false, statics: [] },
     IscsiHostWiring: { kind: 'struct', initializer: false, statics: [] },
     ProviderRegistration: { kind: 'struct', initializer: false, statics: [] },

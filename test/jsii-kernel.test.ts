@@ -14,7 +14,7 @@ import { IConstruct } from 'constructs';
 import { HOST_B } from './fixtures';
 import { InstalledAssembly, PackedAssembly, installedDir, jsiiLoadOrder, loadAll, packAll } from './jsii/assemblies';
 import { synthThroughKernel } from './jsii/cdk';
-import { chapInTypeScript, chapThroughKernel, packThisPackage } from './jsii/chap-scenario';
+import { PORTAL_ADDRESS, chapInTypeScript, chapThroughKernel, packThisPackage } from './jsii/chap-scenario';
 import {
   Callback, KernelClient, KernelError, KernelErrorType, ObjRef, fromWire, refFqn, wireDate, wireEnum, wireStruct,
 } from './jsii/kernel-client';
@@ -265,20 +265,23 @@ describe('aws-cdk-lib through the jsii kernel', () => {
   });
 });
 
-// WAITS FOR THE JSII BUILD. Our package is not a jsii assembly on this branch yet (no .jsii in the packed tarball), so
-// the kernel cannot load it; this block is skipped on purpose, not passing by accident. Enable it (describe.skip ->
-// describe) once the jsii build is merged and `npm pack` of the package carries `.jsii`; it then runs after the block
-// above, in the same kernel, with aws-cdk-lib already loaded.
-describe.skip('cdk-chap-credentials through the jsii kernel (waits for the jsii build)', () => {
-  test('ChapCredentials with a declared initiator, a read grant and a wired host synthesizes as in TypeScript; a bad targetArn is an error', async () => {
+// Our packed package, jsii-built, loaded into the same kernel after aws-cdk-lib.
+describe('cdk-chap-credentials through the jsii kernel', () => {
+  test('ChapCredentials with a declared initiator, a read grant, a wired host and a managed one on a CfnVolume synthesizes as in TypeScript; '
+    + 'a bad targetArn is an error', async () => {
     const tarball = await packThisPackage(ROOT, path.join(work, 'tarballs'));
     const viaKernel = await chapThroughKernel(kernel, tarball, outdir('chap-kernel'));
     const inTypeScript = chapInTypeScript(outdir('chap-typescript'));
 
     expect(viaKernel.template).toEqual(inTypeScript.template);
     const template = Template.fromJSON(viaKernel.template);
-    template.resourceCountIs('Custom::StorageGatewayChapCredentials', 1);
-    template.resourceCountIs('AWS::SecretsManager::Secret', 2); // the target's and the declared initiator's
+    template.resourceCountIs('Custom::StorageGatewayChapCredentials', 2);
+    // Each construct: the target's secret and the declared initiator's; the managed one also its credential key.
+    template.resourceCountIs('AWS::SecretsManager::Secret', 5);
+    template.hasResourceProperties('Custom::StorageGatewayChapCredentials', { Manage: 'one-way', TargetArn: { 'Fn::GetAtt': ['Volume', 'TargetARN'] } });
+    expect(viaKernel.managesCredentials).toBe(true);
+    expect(viaKernel.managedLinuxCommands).toEqual(inTypeScript.managedLinuxCommands);
+    expect(JSON.stringify(viaKernel.managedLinuxCommands)).toContain(`PORTAL='${PORTAL_ADDRESS}:3260'`);
     expect(viaKernel.grantSuccess).toBe(true);
     expect(viaKernel.wiring).toEqual(inTypeScript.wiring);
     expect(JSON.stringify(viaKernel.wiring.linuxCommands)).toContain(`INITIATOR_NAME='${HOST_B}'`);

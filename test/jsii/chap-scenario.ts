@@ -6,8 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import { App, Stack } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { ChapCredentials } from '../../lib';
-import { DOC_TARGET_ARN, HOST_B } from '../fixtures';
+import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
+import { ChapCredentials, ChapMode } from '../../lib';
+import { DOC_TARGET_ARN, HOST_A, HOST_B } from '../fixtures';
 import { npmPack } from './assemblies';
 import { synthThroughKernel } from './cdk';
 import { KernelClient, KernelError, NamingResponse, ObjRef } from './kernel-client';
@@ -25,7 +26,16 @@ export interface ChapOutcome {
    */
   readonly wiring: { readonly linuxCommands: unknown; readonly windowsCommands: unknown };
   readonly grantSuccess: boolean;
+  /** The managed construct's host wiring (portal taken from the volume), resolved. */
+  readonly managedLinuxCommands: unknown;
+  readonly managesCredentials: boolean;
 }
+
+/** The cached iSCSI volume the managed construct targets. */
+export const VOLUME_PROPS = {
+  gatewayArn: 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B', targetName: 'db',
+  networkInterfaceId: PORTAL_ADDRESS, volumeSizeInBytes: 150 * 1024 ** 3,
+};
 
 export interface ChapKernelOutcome extends ChapOutcome {
   /** What the kernel answered to a ChapCredentials with targetArn `arn:aws:s3:::bucket`. */
@@ -61,6 +71,12 @@ export async function chapThroughKernel(kernel: KernelClient, tarball: string, o
   const chap = await kernel.create(CHAP_FQN, [stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_B] }]);
   const grant = await kernel.invoke(chap, 'grantReadInitiator', [HOST_B, role]) as ObjRef;
   const wiring = await kernel.invoke(chap, 'wireHost', [{ initiatorName: HOST_B, portalAddress: PORTAL_ADDRESS, grantee: role }]) as ObjRef;
+  // A managed construct on a CfnVolume, one-way CHAP (an enum across the wire), wired from the volume's address.
+  const volume = await kernel.create('aws-cdk-lib.aws_storagegateway.CfnVolume', [stack, 'Volume', VOLUME_PROPS]);
+  const managed = await kernel.create(CHAP_FQN, [stack, 'Managed', {
+    volume, initiators: [HOST_A], manageCredentials: true, chapMode: { '$jsii.enum': `${assembly}.ChapMode/ONE_WAY` },
+  }]);
+  const managedWiring = await kernel.invoke(managed, 'wireHost', [{ initiatorName: HOST_A, grantee: role }]) as ObjRef;
 
   const rejectedApp = await kernel.create('aws-cdk-lib.App', [{ outdir: `${outdir}-rejected` }]);
   const rejectedStack = await kernel.create('aws-cdk-lib.Stack', [rejectedApp, 'Rejected']);
@@ -76,6 +92,8 @@ export async function chapThroughKernel(kernel: KernelClient, tarball: string, o
       linuxCommands: await kernel.invoke(stack, 'resolve', [await kernel.get(wiring, 'linuxCommands')]),
       windowsCommands: await kernel.invoke(stack, 'resolve', [await kernel.get(wiring, 'windowsCommands')]),
     },
+    managedLinuxCommands: await kernel.invoke(stack, 'resolve', [await kernel.get(managedWiring, 'linuxCommands')]),
+    managesCredentials: await kernel.get(managed, 'managesCredentials') as boolean,
     grantSuccess: await kernel.get(grant, 'success') as boolean,
     badTargetArn,
     naming: (await kernel.naming(assembly)).naming,
@@ -90,6 +108,9 @@ export function chapInTypeScript(outdir: string): ChapOutcome & { readonly badTa
   const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_B] });
   const grant = chap.grantReadInitiator(HOST_B, role);
   const wiring = chap.wireHost({ initiatorName: HOST_B, portalAddress: PORTAL_ADDRESS, grantee: role });
+  const volume = new storagegateway.CfnVolume(stack, 'Volume', VOLUME_PROPS);
+  const managed = new ChapCredentials(stack, 'Managed', { volume, initiators: [HOST_A], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
+  const managedWiring = managed.wireHost({ initiatorName: HOST_A, grantee: role });
   let badTargetArnMessage = '';
   try {
     new ChapCredentials(new Stack(new App(), 'Rejected'), 'Bad', { targetArn: BAD_TARGET_ARN });
@@ -99,6 +120,8 @@ export function chapInTypeScript(outdir: string): ChapOutcome & { readonly badTa
   return {
     template: app.synth().getStackByName('Consumer').template as Record<string, unknown>,
     wiring: { linuxCommands: stack.resolve(wiring.linuxCommands), windowsCommands: stack.resolve(wiring.windowsCommands) },
+    managedLinuxCommands: stack.resolve(managedWiring.linuxCommands),
+    managesCredentials: managed.managesCredentials,
     grantSuccess: grant.success,
     badTargetArnMessage,
   };
