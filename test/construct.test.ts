@@ -4,6 +4,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
 import { Attr, ChapCredentials, ChapMode, Prop, RESOURCE_TYPE } from '../lib';
+import { DEMO_HOST_INITIATOR, DEMO_VOLUME_PORTAL, demoStack } from '../bin/demo-stack';
 import { DOC_TARGET_ARN, HOST_B, numberedTargetArn } from './fixtures';
 
 const HOST_A = 'iqn.1991-05.com.microsoft:host-a.example.com';
@@ -417,5 +418,30 @@ describe('managed credentials', () => {
     const chap = new ChapCredentials(stack, 'B', { targetArn: DOC_TARGET_ARN, initiators: [HOST_B] });
     expect(() => chap.wireHost({ initiatorName: HOST_B, grantee: new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }) }))
       .toThrow("'portalAddress' must be given when the construct has no volume to take it from, got none");
+  });
+});
+
+describe('the demo app', () => {
+  const synthDemo = (context: Record<string, string>) => {
+    const app = new App({ context: { targetArn: DOC_TARGET_ARN, ...context } });
+    return Template.fromStack(demoStack(app));
+  };
+
+  test('-c volume, -c gatewayArn, -c manage, -c chap and -c initiators: a volume on that gateway, one-way CHAP set for those initiators', () => {
+    const gatewayArn = 'arn:aws:storagegateway:eu-west-1:111122223333:gateway/sgw-0000AAAA';
+    const template = synthDemo({ volume: 'true', gatewayArn, manage: 'true', chap: 'one-way', initiators: `${HOST_A},${HOST_B}`, host: 'true' });
+    template.hasResourceProperties('AWS::StorageGateway::Volume', { GatewayARN: gatewayArn, NetworkInterfaceId: DEMO_VOLUME_PORTAL });
+    template.hasResourceProperties(RESOURCE_TYPE, {
+      [Prop.TargetArn]: { 'Fn::GetAtt': ['Volume', 'TargetARN'] }, [Prop.Manage]: 'one-way',
+      [Prop.Initiators]: [HOST_A, HOST_B, DEMO_HOST_INITIATOR].map((Name) => Match.objectLike({ Name })),
+    });
+    const userData = JSON.stringify(Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
+    expect(userData).toContain(`PORTAL='${DEMO_VOLUME_PORTAL}:3260'`);
+  });
+
+  test('without flags: read only, on the target of cdk.json; mutual CHAP is the managed default; a bad -c chap is refused', () => {
+    synthDemo({}).hasResourceProperties(RESOURCE_TYPE, { [Prop.TargetArn]: DOC_TARGET_ARN, [Prop.Manage]: Match.absent() });
+    synthDemo({ manage: 'true', initiators: HOST_A }).hasResourceProperties(RESOURCE_TYPE, { [Prop.Manage]: 'mutual' });
+    expect(() => synthDemo({ manage: 'true', initiators: HOST_A, chap: 'two-way' })).toThrow("'-c chap' must be one of one-way, mutual, got 'two-way'");
   });
 });

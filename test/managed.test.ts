@@ -4,7 +4,7 @@
  * were closed (every credential write closes them). Each test ends with no driver problem and no CHAP secret value,
  * handed out or generated, in any event, response, log, output or template.
  */
-import { RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials, ChapCredentialsProps, ChapMode } from '../lib';
@@ -232,4 +232,35 @@ test('a CfnVolume as the target: one deploy creates the volume, sets the credent
   expect(stored('ChapInitiatoriqn199405')).toMatchObject({ ...asStored(credential), targetArn });
   expect((await cloud.cfn.destroy()).status).toBe('DELETE_COMPLETE');
   expect(gateway().targets.has(targetArn)).toBe(false);
+});
+
+test('a scheduled refresh of a managed construct copies what the gateway holds and never writes to the gateway', async () => {
+  gateway().addTarget(DOC_TARGET_ARN, []);
+  await cloud.cfn.deploy(managed([HOST_A], { refresh: Duration.hours(1) }), STACK);
+  const ruleId = [...cloud.cfn.deployed].find(([, r]) => r.type === 'AWS::Events::Rule')![0];
+  const [writes, closed] = [gatewayWrites(), closes()];
+  // Someone changes HOST_A's credentials on the gateway, then drops them altogether: a refresh copies or fails, never sets.
+  const changed = cloud.credential(HOST_A);
+  gateway().UpdateChapCredentials({ TargetARN: DOC_TARGET_ARN, ...changed });
+  const afterChange = closes();
+  expect((await cloud.cfn.fireRule(ruleId)).ended).toBe('returned');
+  expect(stored('ChapInitiatoriqn199105')).toMatchObject(asStored(changed));
+  gateway().DeleteChapCredentials({ TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A });
+  const afterDelete = closes();
+  expect((await cloud.cfn.fireRule(ruleId)).ended).toBe('threw');
+  expect(gatewayWrites()).toBe(writes);
+  expect([afterChange, afterDelete, closes()]).toEqual([closed + 1, closed + 2, closed + 2]); // only the test's own writes
+  expect(onGateway(HOST_A)).toBeUndefined();
+});
+
+test('a gateway that does not answer before the function\'s deadline fails the create naming the pending write; the rollback removes what was set', async () => {
+  await cloud.stop();
+  cloud = await LocalCloud.start({ functionTimeoutSeconds: 3 });
+  gateway().addTarget(DOC_TARGET_ARN, []);
+  cloud.emulator.inject('UpdateChapCredentials', { hang: true, only: { InitiatorName: HOST_C } });
+  const failed = await cloud.cfn.deploy(managed([HOST_B, HOST_C]), STACK);
+  expect(failed.status).toBe('ROLLBACK_COMPLETE');
+  expect(failed.reason).toMatch(new RegExp(`no answer within \\d+ ms, before the function's timeout: still waiting for UpdateChapCredentials for initiator ${HOST_C} on target ${DOC_TARGET_ARN}`));
+  expect(cloud.cfn.invocations[0].ended).toBe('returned');
+  expect(gateway().targets.get(DOC_TARGET_ARN)!.size).toBe(0); // HOST_B's credentials, set before the deadline, removed by the rollback
 });
