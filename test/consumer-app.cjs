@@ -10,14 +10,17 @@ const { App, Aspects, Duration, Stack, Validations } = require('aws-cdk-lib');
 const iam = require('aws-cdk-lib/aws-iam');
 const kms = require('aws-cdk-lib/aws-kms');
 const secretsmanager = require('aws-cdk-lib/aws-secretsmanager');
-const { ChapCredentials } = require('cdk-chap-credentials');
+const { ChapCredentials, ChapMode } = require('cdk-chap-credentials');
 
 const packs = JSON.parse(process.argv[2] || '[]');
 const HOST = 'iqn.1994-05.com.redhat:db-host';
 const targetArn = (volume) => `arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:${volume}`;
 const RULE_ID = /^(AwsSolutions|NIST\.800\.53\.R5)-[^:\s]+/;
 
-/** Two stacks: one with a customer key, declared initiators, a refresh schedule, a wired host and a plain construct beside; one without a key. */
+/**
+ * Three stacks: one with a customer key, declared initiators, a refresh schedule, a wired host and a plain construct beside;
+ * one without a key; one managing its initiators' credentials.
+ */
 function build(app) {
   const keyed = new Stack(app, 'Keyed');
   const key = new kms.Key(keyed, 'Key', { enableKeyRotation: true });
@@ -27,6 +30,9 @@ function build(app) {
   new ChapCredentials(keyed, 'Plain', { targetArn: targetArn('vol2') });
   const unkeyed = new Stack(app, 'Unkeyed');
   new ChapCredentials(unkeyed, 'Chap', { targetArn: targetArn('vol3'), initiators: [HOST] });
+  // Managed credentials, one-way, on a target ARN (a CfnVolume needs a newer aws-cdk-lib than the minimum).
+  const managed = new Stack(app, 'Managed');
+  new ChapCredentials(managed, 'Chap', { targetArn: targetArn('vol4'), initiators: [HOST], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
 }
 
 /** A negative control: a secret of the app's own beside one of ours. */

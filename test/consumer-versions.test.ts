@@ -112,6 +112,14 @@ describe.each(ENDS)('a consumer app on the $name aws-cdk-lib we declare', (end) 
       const [[, fn]] = ofType(end, stack, 'AWS::Lambda::Function');
       expect(fn.Properties).toMatchObject({ Runtime: 'nodejs24.x', Architectures: ['arm64'], Handler: 'index.handler', Timeout: 120 });
     }
+    // A managing construct works on every aws-cdk-lib of the range: gateway writes on exactly its target, one-way CHAP.
+    const [[, managedRole]] = ofType(end, 'Managed', 'AWS::IAM::Role');
+    const statements = (managedRole.Properties!.Policies as { PolicyDocument: { Statement: { Sid: string }[] } }[])[0].PolicyDocument.Statement;
+    expect(statements.find((st) => st.Sid === 'ManageChapCredentials')).toEqual({
+      Sid: 'ManageChapCredentials', Effect: 'Allow', Action: ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'],
+      Resource: 'arn:aws:storagegateway:us-east-1:111122223333:gateway/sgw-12A3456B/target/iqn.1997-05.com.amazon:vol4',
+    });
+    expect(ofType(end, 'Managed', 'Custom::StorageGatewayChapCredentials')[0][1].Properties).toMatchObject({ Manage: 'one-way' });
     // The customer key encrypts the log group of its stack; without one, CloudWatch Logs' own encryption.
     expect(ofType(end, 'Keyed', 'AWS::Logs::LogGroup')[0][1].Properties).toEqual({ KmsKeyId: { 'Fn::GetAtt': ['Key961B73FD', 'Arn'] }, RetentionInDays: 30 });
     expect(ofType(end, 'Unkeyed', 'AWS::Logs::LogGroup')[0][1].Properties).toEqual({ RetentionInDays: 30 });
