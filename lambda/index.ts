@@ -122,10 +122,28 @@ interface SyncOptions {
   readonly leaving?: readonly ManagedInitiator[];
 }
 
-/** Reads the credential key of a managed construct (a value CloudFormation generated). */
-function credentialKey(arn: string, value: string | undefined): string {
-  if (!value) throw new HandlerError(`the credential key secret ${arn} has no value`);
-  return value;
+/** What a managed construct's gateway writes are decided from: the read target and the credential key's value. */
+interface EnsureInput {
+  readonly targetArn: string;
+  readonly managed: NonNullable<Input['managed']>;
+  readonly keyValue: string | undefined;
+  readonly read: readonly ChapPair[];
+  readonly declared: readonly ManagedInitiator[];
+  readonly leaving: readonly ManagedInitiator[];
+  readonly removeAdopted: boolean;
+}
+
+/** Plans a managed construct's credentials on the gateway and carries the plan out; returns the target's pairs after. */
+async function ensureCredentials(e: EnsureInput, signal?: AbortSignal): Promise<ChapPair[]> {
+  if (!e.keyValue) throw new HandlerError(`the credential key secret ${e.managed.credentialKeyArn} has no value`);
+  const gateway = new Map(e.read.map((p) => [p.initiatorName, p]));
+  const plan = planCredentials({
+    key: e.keyValue, targetArn: e.targetArn, mode: e.managed.mode, declared: e.declared, leaving: e.leaving, removeAdopted: e.removeAdopted, gateway,
+  });
+  if (plan.conflicts.length) throw new HandlerError(plan.conflicts.join('; '));
+  await applyGatewayPlan(e.targetArn, plan, signal);
+  log('ensured', { target: e.targetArn, set: plan.set.map((p) => p.initiatorName), kept: plan.keep, removed: plan.remove });
+  return pairsAfter(gateway, plan);
 }
 
 /**
@@ -140,18 +158,10 @@ async function syncSecrets(input: Input, options: SyncOptions): Promise<ChapPair
     describeChapCredentials(input.targetArn, options.signal),
     currentValues([...secretArns, ...(managed ? [managed.credentialKeyArn] : [])], options.signal),
   ]);
-  let pairs = read;
-  if (managed) {
-    const plan = planCredentials({
-      key: credentialKey(managed.credentialKeyArn, values[secretArns.length]),
-      targetArn: input.targetArn, mode: managed.mode, declared: input.initiators, leaving: options.leaving ?? [],
-      removeAdopted: managed.removeAdopted, gateway: new Map(read.map((p) => [p.initiatorName, p])),
-    });
-    if (plan.conflicts.length) throw new HandlerError(plan.conflicts.join('; '));
-    await applyGatewayPlan(input.targetArn, plan, options.signal);
-    pairs = pairsAfter(new Map(read.map((p) => [p.initiatorName, p])), plan);
-    log('ensured', { target: input.targetArn, set: plan.set.map((p) => p.initiatorName), kept: plan.keep, removed: plan.remove });
-  }
+  const pairs = !managed ? read : await ensureCredentials({
+    targetArn: input.targetArn, managed, keyValue: values[secretArns.length], read,
+    declared: input.initiators, leaving: options.leaving ?? [], removeAdopted: managed.removeAdopted,
+  }, options.signal);
   const current = new Map(secretArns.map((arn, i) => [arn, values[i]]));
   const byName = new Map(pairs.map((p) => [p.initiatorName, p]));
   const missing = input.initiators.filter((d) => !byName.has(d.name)).map((d) => d.name);
@@ -235,13 +245,10 @@ export async function onDelete(event: CloudFormationCustomResourceDeleteEvent, s
   const [read, values] = await Promise.all([
     describeChapCredentials(input.targetArn, signal, true), currentValues([managed.credentialKeyArn], signal),
   ]);
-  const plan = planCredentials({
-    key: credentialKey(managed.credentialKeyArn, values[0]), targetArn: input.targetArn, mode: managed.mode,
-    declared: [], leaving: input.initiators, removeAdopted: managed.removeAdopted && !event.PhysicalResourceId.startsWith(FAILED_CREATE_PREFIX),
-    gateway: new Map(read.map((p) => [p.initiatorName, p])),
-  });
-  await applyGatewayPlan(input.targetArn, plan, signal);
-  log('removed', { target: input.targetArn, removed: plan.remove });
+  await ensureCredentials({
+    targetArn: input.targetArn, managed, keyValue: values[0], read, declared: [], leaving: input.initiators,
+    removeAdopted: managed.removeAdopted && !event.PhysicalResourceId.startsWith(FAILED_CREATE_PREFIX),
+  }, signal);
   return done;
 }
 

@@ -4,12 +4,14 @@ import {
   GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient, SecretsManagerServiceException,
 } from '@aws-sdk/client-secrets-manager';
 import {
-  DescribeChapCredentialsCommand, InternalServerError, InvalidGatewayRequestException, StorageGatewayClient,
+  DeleteChapCredentialsCommand, DescribeChapCredentialsCommand, InternalServerError, InvalidGatewayRequestException, StorageGatewayClient,
+  UpdateChapCredentialsCommand,
 } from '@aws-sdk/client-storage-gateway';
 import type { CloudFormationCustomResourceEvent, Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import 'aws-sdk-client-mock-jest';
-import { Attr } from '../lib/api';
+import { Attr, ChapMode } from '../lib/api';
+import { stackCredentials } from '../lambda/plan';
 import { handler, isRefreshEvent, onEvent, onRefresh } from '../lambda';
 import { TOKENS_PER_REQUEST, clientRequestToken, putOutcome } from '../lambda/aws';
 import { MAX_RESPONSE_BYTES } from '../lambda/response';
@@ -466,5 +468,111 @@ describe('scheduled refresh', () => {
   test('is told apart from CloudFormation events', () => {
     expect(isRefreshEvent(refresh())).toBe(true);
     expect(isRefreshEvent(cfnEvent('Create'))).toBe(false);
+  });
+});
+
+describe('managed credentials (strict stubs)', () => {
+  const KEY_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:ChapCredentialKey-KeY123';
+  const KEY = 'x'.repeat(64);
+  const managedProps = (...names: string[]) => properties({ Initiators: declared(...names), Manage: 'mutual', CredentialKeyArn: KEY_ARN });
+  const ours = (name: string) => stackCredentials(
+    { key: KEY, targetArn: DOC_TARGET_ARN, initiatorName: name, secretArn: initiatorSecretArn(name) }, ChapMode.MUTUAL);
+  const asGateway = (p: ReturnType<typeof ours>): Pair => ({
+    InitiatorName: p.initiatorName, TargetARN: DOC_TARGET_ARN, SecretToAuthenticateInitiator: p.secretToAuthenticateInitiator,
+    SecretToAuthenticateTarget: p.secretToAuthenticateTarget,
+  });
+  beforeEach(() => {
+    store.set(KEY_ARN, KEY);
+    sgw.on(UpdateChapCredentialsCommand).resolves({});
+    sgw.on(DeleteChapCredentialsCommand).resolves({});
+  });
+
+  test('Create sets exactly the missing initiator\'s derived credentials, once, and stores what the gateway then holds', async () => {
+    const adopted = pair(HOST_A);
+    givenGateway([adopted]);
+    await onEvent(cfnEvent('Create', managedProps(HOST_A, HOST_B)));
+    const expected = ours(HOST_B);
+    expect(sgw).toHaveReceivedCommandTimes(UpdateChapCredentialsCommand, 1);
+    expect(sgw).toHaveReceivedCommandWith(UpdateChapCredentialsCommand, {
+      TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_B,
+      SecretToAuthenticateInitiator: expected.secretToAuthenticateInitiator, SecretToAuthenticateTarget: expected.secretToAuthenticateTarget,
+    });
+    expect(sgw).not.toHaveReceivedCommand(DeleteChapCredentialsCommand);
+    expect(JSON.parse(store.get(initiatorSecretArn(HOST_B))!)).toEqual(expected);
+    const all = JSON.parse(store.get(TARGET_SECRET_ARN)!) as { chapCredentials: { initiatorName: string }[] };
+    expect(all.chapCredentials.map((c) => c.initiatorName)).toEqual([HOST_A, HOST_B]);
+    for (const value of [expected.secretToAuthenticateInitiator, expected.secretToAuthenticateTarget!]) expect(logs.join('\n')).not.toContain(value);
+  });
+
+  test('an Update with nothing to change calls neither UpdateChapCredentials nor DeleteChapCredentials', async () => {
+    givenGateway([asGateway(ours(HOST_A))]);
+    await onEvent(cfnEvent('Update', managedProps(HOST_A), { oldProps: managedProps(HOST_A) }));
+    expect(sgw).not.toHaveReceivedCommand(UpdateChapCredentialsCommand);
+    expect(sgw).not.toHaveReceivedCommand(DeleteChapCredentialsCommand);
+  });
+
+  test('an Update dropping an initiator deletes the stack\'s credentials of it; one already gone counts as removed', async () => {
+    givenGateway([asGateway(ours(HOST_A)), asGateway(ours(HOST_B))]);
+    sgw.on(DeleteChapCredentialsCommand).rejects(new InvalidGatewayRequestException({
+      message: 'gone', error: { errorCode: 'ChapCredentialNotFound' }, $metadata: { httpStatusCode: 400 },
+    }));
+    const outcome = await onEvent(cfnEvent('Update', managedProps(HOST_A), { oldProps: managedProps(HOST_A, HOST_B) }));
+    expect(outcome.status).toBe('SUCCESS');
+    expect(sgw).toHaveReceivedCommandWith(DeleteChapCredentialsCommand, { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_B });
+    expect(sgw).not.toHaveReceivedCommand(UpdateChapCredentialsCommand);
+  });
+
+  test('Delete removes only the stack\'s credentials; a target that is gone needs no removal', async () => {
+    givenGateway([asGateway(ours(HOST_A)), pair(HOST_B)]);
+    await onEvent(cfnEvent('Delete', managedProps(HOST_A, HOST_B)));
+    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 1);
+    expect(sgw).toHaveReceivedCommandWith(DeleteChapCredentialsCommand, { TargetARN: DOC_TARGET_ARN, InitiatorName: HOST_A });
+
+    sgw.reset();
+    sgw.on(DescribeChapCredentialsCommand).rejects(new InvalidGatewayRequestException({
+      message: 'not found', error: { errorCode: 'TargetNotFound' }, $metadata: { httpStatusCode: 400 },
+    }));
+    expect((await onEvent(cfnEvent('Delete', managedProps(HOST_A)))).status).toBe('SUCCESS');
+    expect(sgw).not.toHaveReceivedCommand(DeleteChapCredentialsCommand);
+  });
+
+  test('the rollback of a failed managed Create keeps adopted credentials even with RemoveAdoptedCredentials', async () => {
+    givenGateway([pair(HOST_A), asGateway(ours(HOST_B))]);
+    const props = { ...managedProps(HOST_A, HOST_B), RemoveAdoptedCredentials: 'true' };
+    await onEvent(cfnEvent('Delete', props, { physicalResourceId: `chap:failed-create:${DOC_TARGET_ARN}` }));
+    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 1);
+    expect(sgw).toHaveReceivedCommandWith(DeleteChapCredentialsCommand, { InitiatorName: HOST_B });
+    sgw.resetHistory();
+    await onEvent(cfnEvent('Delete', props));
+    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 2);
+  });
+
+  test('a failed managed Create answers a physical id its rollback recognises', async () => {
+    givenGateway([]);
+    sgw.on(UpdateChapCredentialsCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
+    const responses: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => { responses.push(body); res.end(); });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/r`;
+      await handler({ ...cfnEvent('Create', managedProps(HOST_A)), ResponseURL: url }, { getRemainingTimeInMillis: () => 60_000 } as Context);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+    expect(JSON.parse(responses[0])).toMatchObject({
+      Status: 'FAILED', PhysicalResourceId: `chap:failed-create:${DOC_TARGET_ARN}`,
+      Reason: `UpdateChapCredentials failed for initiator ${HOST_A} on target ${DOC_TARGET_ARN}: InternalServerError (HTTP 500)`,
+    });
+  });
+
+  test('invalid managed properties fail before any call', async () => {
+    await expect(onEvent(cfnEvent('Create', properties({ Manage: 'both', Initiators: [] }))))
+      .rejects.toThrow("invalid properties: 'Manage' must be one of 'one-way', 'mutual', got \"both\"; 'CredentialKeyArn' must be a secret ARN, got undefined; "
+        + "'Initiators' must declare at least one initiator when 'Manage' is set");
+    expect(sgw).not.toHaveReceivedAnyCommand();
   });
 });
