@@ -197,10 +197,13 @@ export class ChapCredentials extends Construct {
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.DESTROY;
     // L1 secrets (the L2 costs twice as much to synthesize, see BENCHMARKS.md); the ISecret a caller asks for is
     // made on first use. Each sits in a construct of its own, so its path and logical id are the L2's.
-    const newSecret = (secretId: string, description: string, name?: string,
-      rotationReason = 'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
-        + '(UpdateChapCredentials) and copied here on the next deploy. A Secrets Manager rotation would change the copy, not '
-        + 'the credentials the gateway checks.', generateSecretString: secretsmanager.CfnSecret.GenerateSecretStringProperty = {}) => {
+    const newSecret = (secretId: string, description: string, options: SecretOptions = {}) => {
+      const {
+        name, generateSecretString = {},
+        rotationReason = 'The secret holds a copy of CHAP credentials that the Storage Gateway owns: they are rotated on the gateway '
+          + '(UpdateChapCredentials) and copied here on the next deploy. A Secrets Manager rotation would change the copy, not '
+          + 'the credentials the gateway checks.',
+      } = options;
       const secret = new secretsmanager.CfnSecret(new Construct(this, secretId), 'Resource', {
         description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString,
       });
@@ -222,13 +225,13 @@ export class ChapCredentials extends Construct {
     }
 
     this.targetSecretResource = newSecret('TargetSecret',
-      'CHAP credentials of every initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', props.secretName);
+      'CHAP credentials of every initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', { name: props.secretName });
 
     const initiators = (props.initiators ?? []).map((name, i) => {
       const secretName = props.secretName === undefined ? undefined
         : `${props.secretName}/${Token.isUnresolved(name) ? Fn.join('_', Fn.split(':', name)) : initiatorSecretNamePart(name)}`;
       const secret = newSecret(Token.isUnresolved(name) ? `Initiator${i}Secret` : `Initiator-${name}`,
-        'CHAP credentials of one initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', secretName);
+        'CHAP credentials of one initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', { name: secretName });
       this.initiatorSecretResources.set(name, secret);
       return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.ref };
     });
@@ -236,10 +239,12 @@ export class ChapCredentials extends Construct {
     // Managed: the credentials this stack sets are derived from a random key that CloudFormation generates here and
     // only the provider's role reads, so the handler knows its own credentials on the gateway (see lambda/plan.ts).
     const credentialKey = this.managesCredentials ? newSecret('CredentialKey',
-      'Key from which ChapCredentials derives the CHAP credentials it sets on a Storage Gateway target (read only by its provider)',
-      undefined, 'The key identifies the CHAP credentials this stack set on the gateway; rotating it would make the stack '
-        + 'forget them (they would then be left on the gateway when their initiator leaves). Rotate CHAP credentials by '
-        + 'redeclaring the initiator instead.', { passwordLength: 64, excludePunctuation: true }) : undefined;
+      'Key from which ChapCredentials derives the CHAP credentials it sets on a Storage Gateway target (read only by its provider)', {
+        generateSecretString: { passwordLength: 64, excludePunctuation: true },
+        rotationReason: 'The key identifies the CHAP credentials this stack set on the gateway; rotating it would make the stack '
+          + 'forget them (they would then be left on the gateway when their initiator leaves). Rotate CHAP credentials by '
+          + 'redeclaring the initiator instead.',
+      }) : undefined;
 
     const provider = ChapCredentialsProvider.getOrCreate(this);
     provider.register({
@@ -339,6 +344,15 @@ export class ChapCredentials extends Construct {
   public grantReadInitiator(initiatorName: string, grantee: iam.IGrantable): iam.Grant {
     return this.initiatorSecret(initiatorName).grantRead(grantee);
   }
+}
+
+/** How one of the construct's secrets differs from the CHAP copies' defaults. */
+interface SecretOptions {
+  readonly name?: string;
+  /** What CloudFormation fills the secret with at creation (a placeholder for the CHAP copies). */
+  readonly generateSecretString?: secretsmanager.CfnSecret.GenerateSecretStringProperty;
+  /** Why the secret is not rotated by Secrets Manager (the rule packs' acknowledgment). */
+  readonly rotationReason?: string;
 }
 
 function validateProps(props: ChapCredentialsProps): void {
