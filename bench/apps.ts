@@ -20,14 +20,21 @@ export function initiatorName(target: number, n: number): string {
   return `iqn.1994-05.com.redhat:t${target}-host-${String(n).padStart(3, '0')}`;
 }
 
+/** Options of the ChapCredentials kind only. */
+export interface BenchOptions {
+  /** The constructs set their declared initiators' credentials on the gateway (`manageCredentials`, mutual CHAP). */
+  readonly manageCredentials?: boolean;
+}
+
 /** Builds the stack: `count` constructs, each declaring `initiators` initiators (ours only). */
-export function benchStack(app: App, kind: Kind, count: number, initiators = 0): Stack {
+export function benchStack(app: App, kind: Kind, count: number, initiators = 0, options: BenchOptions = {}): Stack {
   const stack = new Stack(app, STACK);
   for (let i = 0; i < count; i++) {
     if (kind === 'ChapCredentials') {
       new ChapCredentials(stack, `Chap${i}`, {
         targetArn: targetArn(i),
         initiators: initiators ? Array.from({ length: initiators }, (_, n) => initiatorName(i, n)) : undefined,
+        ...(options.manageCredentials ? { manageCredentials: true } : {}),
       });
     } else if (kind === 'Floor') {
       const provider = ChapCredentialsProvider.getOrCreate(stack);
