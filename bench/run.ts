@@ -392,25 +392,19 @@ async function managedCredentials(): Promise<void> {
     }
   }
   const rows = cases.map((c, i) => ({ ...c, create: summary(runs[i].create), update: summary(runs[i].update) }));
-  out('Create:');
-  out();
-  out('| initiators | adopted | Create | calls | by operation | rounds | gateway writes | connection closes |');
-  out('| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
-  for (const { initiators, adopted, create } of rows) {
-    out(`| ${initiators} | ${adopted} | ${ms(create.ms)} | ${create.calls} | ${create.byOperation} | ${create.rounds} `
-      + `| ${create.writes} | ${create.closes} |`);
-  }
-  out();
-  out('Unchanged Update (the same properties again, as CloudFormation sends when a property the handler ignores changes; '
-    + 'a redeploy of the same template sends nothing):');
-  out();
-  out('| initiators | adopted | Update | calls | by operation | rounds | gateway writes | connection closes |');
-  out('| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
-  for (const { initiators, adopted, update } of rows) {
-    out(`| ${initiators} | ${adopted} | ${ms(update.ms)} | ${update.calls} | ${update.byOperation} | ${update.rounds} `
-      + `| ${update.writes} | ${update.closes} |`);
-  }
-  out();
+  const table = (title: string, column: string, phase: 'create' | 'update') => {
+    out(title);
+    out();
+    out(`| initiators | adopted | ${column} | calls | by operation | rounds | gateway writes | connection closes |`);
+    out('| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |');
+    for (const { initiators, adopted, [phase]: m } of rows) {
+      out(`| ${initiators} | ${adopted} | ${ms(m.ms)} | ${m.calls} | ${m.byOperation} | ${m.rounds} | ${m.writes} | ${m.closes} |`);
+    }
+    out();
+  };
+  table('Create:', 'Create', 'create');
+  table('Unchanged Update (the same properties again, as CloudFormation sends when a property the handler ignores changes; '
+    + 'a redeploy of the same template sends nothing):', 'Update', 'update');
   const sizes = (pick: (r: (typeof rows)[number]) => string) => rows.map((r) => `${pick(r)} (${r.initiators}${r.adopted ? `, ${r.adopted} adopted` : ''})`).join('; ');
   goals.push(
     {
