@@ -65,10 +65,8 @@ export class ChapCredentialsProvider extends Construct {
     sid: 'WriteChapSecrets',
     actions: ['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue'],
   });
-  private kmsStatement?: iam.PolicyStatement;
-  /** Added with the first construct that manages credentials: only managing stacks may write to the gateway. */
-  private manageStatement?: iam.PolicyStatement;
-  private keysStatement?: iam.PolicyStatement;
+  /** Statements added on first use (a customer key, a managing construct), by sid. */
+  private readonly onDemand = new Map<string, iam.PolicyStatement>();
   private readonly keys = new Set<kms.IKey>();
 
   private constructor(scope: Construct, id: string) {
@@ -138,31 +136,29 @@ export class ChapCredentialsProvider extends Construct {
     this.describeStatement.addResources(registration.targetArn);
     this.secretsStatement.addResources(...registration.secretArns);
     if (registration.credentialKeyArn) {
-      if (!this.manageStatement) {
-        this.manageStatement = new iam.PolicyStatement({
-          sid: 'ManageChapCredentials',
-          actions: ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'],
-        });
-        this.keysStatement = new iam.PolicyStatement({ sid: 'ReadCredentialKeys', actions: ['secretsmanager:GetSecretValue'] });
-        this.policy.addStatements(this.manageStatement, this.keysStatement);
-      }
-      this.manageStatement.addResources(registration.targetArn);
-      this.keysStatement!.addResources(registration.credentialKeyArn);
+      // Only stacks with a managing construct may write to the gateway, and only on the managed targets.
+      this.statement('ManageChapCredentials', ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'])
+        .addResources(registration.targetArn);
+      this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(registration.credentialKeyArn);
     }
     const key = registration.encryptionKey;
     if (key && !this.keys.has(key)) {
       this.keys.add(key);
-      if (!this.kmsStatement) {
-        this.kmsStatement = new iam.PolicyStatement({
-          sid: 'UseChapSecretKeysThroughSecretsManager',
-          actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
-          conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } },
-        });
-        this.policy.addStatements(this.kmsStatement);
-      }
-      this.kmsStatement.addResources(key.keyArn);
+      this.statement('UseChapSecretKeysThroughSecretsManager', ['kms:Decrypt', 'kms:GenerateDataKey'],
+        { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } }).addResources(key.keyArn);
       this.encryptLogsWith(key);
     }
+  }
+
+  /** The policy's statement `sid`, added to the policy the first time it is asked for. */
+  private statement(sid: string, actions: string[], conditions?: Record<string, unknown>): iam.PolicyStatement {
+    let statement = this.onDemand.get(sid);
+    if (!statement) {
+      statement = new iam.PolicyStatement({ sid, actions, conditions });
+      this.onDemand.set(sid, statement);
+      this.policy.addStatements(statement);
+    }
+    return statement;
   }
 
   /** Encrypts the log group with the first customer key of this stack, whose policy it can extend for CloudWatch Logs. */
