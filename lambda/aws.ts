@@ -3,6 +3,7 @@
  * AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_<SERVICE>; the SDK retries throttling and 5xx with backoff.
  */
 import { createHash } from 'node:crypto';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import {
   DeleteChapCredentialsCommand, DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
@@ -28,8 +29,10 @@ const clientConfig = {
 
 let storageGateway: StorageGatewayClient | undefined;
 let secretsManager: SecretsManagerClient | undefined;
+let cloudFormation: CloudFormationClient | undefined;
 const sgw = () => (storageGateway ??= new StorageGatewayClient(clientConfig));
 const sm = () => (secretsManager ??= new SecretsManagerClient(clientConfig));
+const cfn = () => (cloudFormation ??= new CloudFormationClient(clientConfig));
 
 /** A failed AWS call, described in one line without any request value but the resource it concerns. */
 export class AwsCallError extends Error {
@@ -211,4 +214,16 @@ export async function applyGatewayPlan(targetArn: string, plan: Plan, abortSigna
   ]);
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/**
+ * Whether CloudFormation is rolling the stack back (its status holds ROLLBACK: a failed create's rollback, a failed
+ * update's rollback or the cleanup after it). Such an operation only undoes what the failed one did. A status that
+ * cannot be read counts as a rollback: the caller then keeps what it would only remove on request.
+ */
+export async function stackRollingBack(stackId: string, abortSignal?: AbortSignal): Promise<boolean> {
+  return call('DescribeStacks', `stack ${stackId}`, async () => {
+    const out = await cfn().send(new DescribeStacksCommand({ StackName: stackId }), { abortSignal });
+    return (out.Stacks?.[0]?.StackStatus ?? 'ROLLBACK (unknown)').includes('ROLLBACK');
+  }, () => true);
 }

@@ -17,7 +17,7 @@ import {
   Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
   TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
-import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, writeChangedSecrets } from './aws';
+import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, stackRollingBack, writeChangedSecrets } from './aws';
 import { ManagedInitiator, pairsAfter, planCredentials } from './plan';
 import { dataBudget, Outcome, responseBody, sendResponse } from './response';
 
@@ -120,6 +120,8 @@ interface SyncOptions {
   readonly refresh?: boolean;
   /** Initiators a managed construct stopped declaring (an Update's old declaration): they lose this stack's credentials. */
   readonly leaving?: readonly ManagedInitiator[];
+  /** The stack of a CloudFormation request; a refresh has none (and never writes to the gateway). */
+  readonly stackId?: string;
 }
 
 /** What a managed construct's gateway writes are decided from: the read target and the credential key's value. */
@@ -130,16 +132,26 @@ interface EnsureInput {
   readonly read: readonly ChapPair[];
   readonly declared: readonly ManagedInitiator[];
   readonly leaving: readonly ManagedInitiator[];
-  readonly removeAdopted: boolean;
+  /** The stack, whose status tells a rollback apart (adopted credentials are never removed by one). */
+  readonly stackId?: string;
 }
 
-/** Plans a managed construct's credentials on the gateway and carries the plan out; returns the target's pairs after. */
+/**
+ * Plans a managed construct's credentials on the gateway and carries the plan out; returns the target's pairs after.
+ * Adopted credentials of leaving initiators are removed only on request and never while CloudFormation rolls back:
+ * a rollback undoes what the failed operation did, and adopted credentials were there before it.
+ */
 async function ensureCredentials(e: EnsureInput, signal?: AbortSignal): Promise<ChapPair[]> {
   if (!e.keyValue) throw new HandlerError(`the credential key secret ${e.managed.credentialKeyArn} has no value`);
   const gateway = new Map(e.read.map((p) => [p.initiatorName, p]));
-  const plan = planCredentials({
-    key: e.keyValue, targetArn: e.targetArn, mode: e.managed.mode, declared: e.declared, leaving: e.leaving, removeAdopted: e.removeAdopted, gateway,
+  const planWith = (removeAdopted: boolean) => planCredentials({
+    key: e.keyValue!, targetArn: e.targetArn, mode: e.managed.mode, declared: e.declared, leaving: e.leaving, removeAdopted, gateway,
   });
+  let plan = planWith(false);
+  if (e.managed.removeAdopted && e.stackId) {
+    const withAdopted = planWith(true);
+    if (withAdopted.remove.length > plan.remove.length && !(await stackRollingBack(e.stackId, signal))) plan = withAdopted;
+  }
   if (plan.conflicts.length) throw new HandlerError(plan.conflicts.join('; '));
   await applyGatewayPlan(e.targetArn, plan, signal);
   log('ensured', { target: e.targetArn, set: plan.set.map((p) => p.initiatorName), kept: plan.keep, removed: plan.remove });
@@ -160,7 +172,7 @@ async function syncSecrets(input: Input, options: SyncOptions): Promise<ChapPair
   ]);
   const pairs = !managed ? read : await ensureCredentials({
     targetArn: input.targetArn, managed, keyValue: values[secretArns.length], read,
-    declared: input.initiators, leaving: options.leaving ?? [], removeAdopted: managed.removeAdopted,
+    declared: input.initiators, leaving: options.leaving ?? [], stackId: options.stackId,
   }, options.signal);
   const current = new Map(secretArns.map((arn, i) => [arn, values[i]]));
   const byName = new Map(pairs.map((p) => [p.initiatorName, p]));
@@ -187,7 +199,7 @@ async function sync(
   signal?: AbortSignal,
 ) {
   const input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
-  const pairs = await syncSecrets(input, { requestKey: `${event.StackId}\n${event.RequestId}`, signal, leaving });
+  const pairs = await syncSecrets(input, { requestKey: `${event.StackId}\n${event.RequestId}`, signal, leaving, stackId: event.StackId });
   const physicalId = physicalResourceId(input.targetArn);
   return { status: 'SUCCESS', physicalResourceId: physicalId, data: initiatorData(pairs.map((p) => p.initiatorName), dataBudget(event, physicalId)) } as const;
 }
@@ -223,13 +235,10 @@ export async function onUpdate(event: CloudFormationCustomResourceUpdateEvent, s
   return sync(event, leaving, signal);
 }
 
-/** Physical id of a managed Create that failed: its Delete (the rollback) removes only what this stack set. */
-const FAILED_CREATE_PREFIX = 'chap:failed-create:';
-
 /**
  * Read mode: nothing to undo, CloudFormation deletes the secrets; no AWS call. A managed construct removes the
- * credentials this stack set on the gateway (and adopted ones when asked, unless this is the rollback of a failed
- * Create). Also answers the Delete that follows a failed Create, and one for a target that no longer exists.
+ * credentials this stack set on the gateway (and adopted ones when asked, unless CloudFormation is rolling back).
+ * Also answers the Delete that follows a failed Create, and one for a target that no longer exists.
  */
 export async function onDelete(event: CloudFormationCustomResourceDeleteEvent, signal?: AbortSignal): Promise<Outcome> {
   const done = { status: 'SUCCESS', physicalResourceId: event.PhysicalResourceId } as const;
@@ -246,8 +255,7 @@ export async function onDelete(event: CloudFormationCustomResourceDeleteEvent, s
     describeChapCredentials(input.targetArn, signal, true), currentValues([managed.credentialKeyArn], signal),
   ]);
   await ensureCredentials({
-    targetArn: input.targetArn, managed, keyValue: values[0], read, declared: [], leaving: input.initiators,
-    removeAdopted: managed.removeAdopted && !event.PhysicalResourceId.startsWith(FAILED_CREATE_PREFIX),
+    targetArn: input.targetArn, managed, keyValue: values[0], read, declared: [], leaving: input.initiators, stackId: event.StackId,
   }, signal);
   return done;
 }
@@ -275,10 +283,8 @@ function log(message: string, fields: Record<string, unknown>): void {
 /** The physical id to answer with when the logic did not get far enough to choose one. */
 function fallbackPhysicalId(event: CloudFormationCustomResourceEvent): string {
   if (event.RequestType !== 'Create') return event.PhysicalResourceId;
-  const props = event.ResourceProperties as Partial<ChapResourceProperties>;
-  const arn = props?.[Prop.TargetArn];
-  if (typeof arn !== 'string' || targetArnError(Prop.TargetArn, arn)) return `chap:invalid:${event.RequestId}`;
-  return props[Prop.Manage] !== undefined ? `${FAILED_CREATE_PREFIX}${arn}` : physicalResourceId(arn);
+  const arn = (event.ResourceProperties as Partial<ChapResourceProperties>)?.[Prop.TargetArn];
+  return typeof arn === 'string' && !targetArnError(Prop.TargetArn, arn) ? physicalResourceId(arn) : `chap:invalid:${event.RequestId}`;
 }
 
 /** Time kept back to deliver the response: a quarter of the remaining time, 1 to 10 seconds. */

@@ -53,7 +53,8 @@ export interface ChapCredentialsProps {
 
   /**
    * With `manageCredentials`, remove also the credentials the stack adopted (found on the gateway) when their
-   * initiator is dropped or the construct removed; never during the rollback of a failed create.
+   * initiator is dropped or the construct removed; never while CloudFormation rolls back (the handler reads the
+   * stack's status, with `cloudformation:DescribeStacks` on this stack only).
    *
    * @default false - adopted credentials stay on the gateway
    */
@@ -251,7 +252,7 @@ export class ChapCredentials extends Construct {
       targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
       encryptionKey: props.encryptionKey,
-      ...(credentialKey ? { credentialKeyArn: credentialKey.ref } : {}),
+      ...(credentialKey ? { credentialKeyArn: credentialKey.ref, removesAdoptedCredentials: props.removeAdoptedCredentials ?? false } : {}),
     });
 
     const properties = {

@@ -35,6 +35,14 @@ export interface ProviderRegistration {
    * @default - read only: the construct does not write to the gateway
    */
   readonly credentialKeyArn?: string;
+
+  /**
+   * Whether the construct removes adopted credentials on request: the handler then reads the stack's status, so that a
+   * rollback never removes them.
+   *
+   * @default false
+   */
+  readonly removesAdoptedCredentials?: boolean;
 }
 
 /**
@@ -140,6 +148,9 @@ export class ChapCredentialsProvider extends Construct {
       this.statement('ManageChapCredentials', ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'])
         .addResources(registration.targetArn);
       this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(registration.credentialKeyArn);
+    }
+    if (registration.removesAdoptedCredentials && !this.onDemand.has('ReadStackStatus')) {
+      this.statement('ReadStackStatus', ['cloudformation:DescribeStacks']).addResources(Stack.of(this).stackId);
     }
     const key = registration.encryptionKey;
     if (key && !this.keys.has(key)) {

@@ -181,18 +181,26 @@ export class LocalCloudFormation {
 
   /** Deletes the stack: custom resources get Delete, secrets and volumes go unless their DeletionPolicy keeps them. */
   async destroy(): Promise<StackResult> {
+    this.setStatus('DELETE_IN_PROGRESS');
     try {
       await this.deleteResources([...this.resources.keys()].reverse(), this.resources, 'delete');
       this.resources = new Map();
       this.template = undefined;
-      return { status: 'DELETE_COMPLETE', outputs: {} };
+      return { status: this.setStatus('DELETE_COMPLETE'), outputs: {} };
     } catch (error) {
-      return { status: 'DELETE_FAILED', reason: (error as Error).message, outputs: {} };
+      return { status: this.setStatus('DELETE_FAILED'), reason: (error as Error).message, outputs: {} };
     }
+  }
+
+  /** Records the stack's status in the emulator, where handlers read it (DescribeStacks); returns it. */
+  private setStatus(status: string): string {
+    this.emulator.cloudFormation.setStatus(this.stackId, this.stackName, status);
+    return status;
   }
 
   private async create(template: Json): Promise<StackResult> {
     this.template = template;
+    this.setStatus('CREATE_IN_PROGRESS');
     try {
       // As CloudFormation does, resources whose dependencies are in place are created in parallel.
       for (const level of this.levels(template)) {
@@ -202,8 +210,9 @@ export class LocalCloudFormation {
         const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failure) throw failure.reason;
       }
-      return { status: 'CREATE_COMPLETE', outputs: this.outputs(template) };
+      return { status: this.setStatus('CREATE_COMPLETE'), outputs: this.outputs(template) };
     } catch (error) {
+      this.setStatus('ROLLBACK_IN_PROGRESS');
       const reason = (error as Error).message;
       const failed = (error as StackFailure).failed;
       if (failed) {
@@ -217,7 +226,7 @@ export class LocalCloudFormation {
         .catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       this.resources = new Map();
       this.template = undefined;
-      return { status: 'ROLLBACK_COMPLETE', reason, outputs: {} };
+      return { status: this.setStatus('ROLLBACK_COMPLETE'), reason, outputs: {} };
     }
   }
 
@@ -251,6 +260,7 @@ export class LocalCloudFormation {
     const created: string[] = [];
     const updated: string[] = [];
     this.template = template;
+    this.setStatus('UPDATE_IN_PROGRESS');
     try {
       for (const id of this.order(template)) {
         const definition = template.Resources[id];
@@ -287,27 +297,35 @@ export class LocalCloudFormation {
       await this.rollBack(before, updated, created).catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       this.resources = before;
       this.template = beforeTemplate;
-      return { status: 'UPDATE_ROLLBACK_COMPLETE', reason, outputs: this.outputs(beforeTemplate) };
+      return { status: this.setStatus('UPDATE_ROLLBACK_COMPLETE'), reason, outputs: this.outputs(beforeTemplate) };
     }
     // Cleanup: the replaced physical resources, then resources the template no longer has.
+    this.setStatus('UPDATE_COMPLETE_CLEANUP_IN_PROGRESS');
     const removed = [...before.keys()].filter((id) => !template.Resources[id]);
     await this.deleteResources([...replaced.keys()].reverse(), replaced, 'replace');
     await this.deleteResources(removed.reverse(), before, 'delete');
     for (const id of removed) this.resources.delete(id);
-    return { status: 'UPDATE_COMPLETE', outputs: this.outputs(template) };
+    return { status: this.setStatus('UPDATE_COMPLETE'), outputs: this.outputs(template) };
   }
 
+  /**
+   * As CloudFormation rolls back an update: resources updated in place get their old properties (a custom resource an
+   * Update event with them); then, in the cleanup, replacements made during the failed update and resources it created
+   * are deleted, while the old physical resources stay in place.
+   */
   private async rollBack(before: Map<string, Deployed>, updated: string[], created: string[]): Promise<void> {
+    this.setStatus('UPDATE_ROLLBACK_IN_PROGRESS');
+    const replacements = new Map<string, Deployed>();
     for (const id of [...updated].reverse()) {
       const old = before.get(id)!;
       const current = this.resources.get(id)!;
-      if (isCustom(old.type)) {
+      if (current.physicalId !== old.physicalId) replacements.set(id, current);
+      else if (isCustom(old.type)) {
         await this.invokeCustom(id, 'Update', old.properties, { physicalId: current.physicalId, oldProperties: current.properties });
-      } else if (current.physicalId !== old.physicalId) {
-        // A replacement created during the failed update goes; the old physical resource stays in place.
-        await this.deleteResources([id], new Map([[id, current]]), 'rollback');
       }
     }
+    this.setStatus('UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS');
+    await this.deleteResources([...replacements.keys()], replacements, 'rollback');
     await this.deleteResources([...created].reverse(), this.resources, 'rollback');
   }
 

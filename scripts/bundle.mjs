@@ -1,4 +1,4 @@
-// Prebundles the handler when the library builds: one minified CommonJS file with both AWS SDK v3
+// Prebundles the handler when the library builds: one minified CommonJS file with its AWS SDK v3
 // clients inside (pinned by package-lock.json), so consumers never need Docker or esbuild to synth.
 // No source maps, no timestamps, sorted inputs: the same sources give the same bytes and asset hash.
 import { build } from 'esbuild';

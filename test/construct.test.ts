@@ -375,6 +375,23 @@ describe('managed credentials', () => {
     template.hasResourceProperties(RESOURCE_TYPE, { [Prop.TargetArn]: numberedTargetArn(2), [Prop.Manage]: Match.absent() });
   });
 
+  test('removeAdoptedCredentials adds reading this stack\'s status, once, and nothing else does', () => {
+    const statementsOf = (remove: boolean) => {
+      const stack = newStack();
+      for (const n of [1, 2]) {
+        new ChapCredentials(stack, `C${n}`, {
+          targetArn: numberedTargetArn(n), initiators: [HOST_A], manageCredentials: true, removeAdoptedCredentials: remove || undefined,
+        });
+      }
+      const [role] = Object.values(Template.fromStack(stack).findResources('AWS::IAM::Role'));
+      return role.Properties.Policies[0].PolicyDocument.Statement as { Sid: string }[];
+    };
+    expect(statementsOf(true).filter((st) => st.Sid === 'ReadStackStatus')).toEqual([
+      { Sid: 'ReadStackStatus', Effect: 'Allow', Action: 'cloudformation:DescribeStacks', Resource: { Ref: 'AWS::StackId' } },
+    ]);
+    expect(statementsOf(false).map((st) => st.Sid)).not.toContain('ReadStackStatus');
+  });
+
   test('the removal policy keeps managed credentials: the custom resource gets it too; a read-only one keeps the default', () => {
     const stack = newStack();
     new ChapCredentials(stack, 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], manageCredentials: true, removalPolicy: RemovalPolicy.RETAIN });

@@ -11,6 +11,7 @@ import {
   CreateCachediSCSIVolumeCommand, DeleteChapCredentialsCommand, DeleteVolumeCommand, DescribeCachediSCSIVolumesCommand,
   DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
 } from '@aws-sdk/client-storage-gateway';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { Emulator, startEmulator } from '../local/emulator';
 import { DOC_TARGET_ARN, HOST_A, HOST_B, OTHER_TARGET_ARN, secretValue } from './fixtures';
 
@@ -330,6 +331,30 @@ describe('cached iSCSI volumes', () => {
     expect(added.volumeArn).toBe(`${GATEWAY_ARN}/volume/${added.volumeId}`);
     expect((await sgw.send(new DescribeChapCredentialsCommand({ TargetARN: added.targetArn }))).ChapCredentials).toEqual([]);
     expect(() => emulator.storageGateway.addVolume({ gatewayArn: GATEWAY_ARN, targetName: 'myvolume' })).toThrow('The specified target already exists.');
+  });
+});
+
+describe('CloudFormation (AWS query protocol)', () => {
+  test('DescribeStacks answers the status the driver recorded, by stack id or name; an unknown stack is a ValidationError', async () => {
+    const cfn = new CloudFormationClient({
+      endpoint: emulator.endpoint, region: 'us-east-1', maxAttempts: 1,
+      credentials: { accessKeyId: 'ASIALOCALEMULATOR000', secretAccessKey: 'local' },
+    });
+    try {
+      const stackId = 'arn:aws:cloudformation:us-east-1:111122223333:stack/Demo/11111111-2222-3333-4444-555555555555';
+      emulator.cloudFormation.setStatus(stackId, 'Demo', 'UPDATE_IN_PROGRESS');
+      emulator.cloudFormation.setStatus(stackId, 'Demo', 'UPDATE_ROLLBACK_IN_PROGRESS');
+      for (const name of [stackId, 'Demo']) {
+        const { Stacks } = await cfn.send(new DescribeStacksCommand({ StackName: name }));
+        expect(Stacks).toEqual([expect.objectContaining({ StackId: stackId, StackName: 'Demo', StackStatus: 'UPDATE_ROLLBACK_IN_PROGRESS' })]);
+      }
+      expect(await failure(cfn.send(new DescribeStacksCommand({ StackName: 'Nope' })))).toMatchObject({
+        name: 'ValidationError', status: 400, message: 'Stack with id Nope does not exist',
+      });
+      expect(emulator.callsOf('DescribeStacks').map((c) => c.status)).toEqual([200, 200, 400]);
+    } finally {
+      cfn.destroy();
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
 import { AddressInfo } from 'node:net';
 import {
   GetSecretValueCommand, PutSecretValueCommand, ResourceNotFoundException, SecretsManagerClient, SecretsManagerServiceException,
@@ -21,6 +22,7 @@ import {
 } from './fixtures';
 
 const sgw = mockClient(StorageGatewayClient);
+const cfn = mockClient(CloudFormationClient);
 const sm = mockClient(SecretsManagerClient);
 
 interface Pair { InitiatorName: string; SecretToAuthenticateInitiator: string; SecretToAuthenticateTarget?: string; TargetARN: string }
@@ -63,6 +65,7 @@ function storeValue({ SecretId, SecretString }: { SecretId: string; SecretString
 beforeEach(() => {
   sgw.reset();
   sm.reset();
+  cfn.reset();
   store.clear();
   givenSecretStore();
   logs = [];
@@ -536,37 +539,31 @@ describe('managed credentials (strict stubs)', () => {
     expect(sgw).not.toHaveReceivedCommand(DeleteChapCredentialsCommand);
   });
 
-  test('the rollback of a failed managed Create keeps adopted credentials even with RemoveAdoptedCredentials', async () => {
+  test('RemoveAdoptedCredentials removes adopted credentials too, but never while the stack rolls back or its status is unknown', async () => {
     givenGateway([pair(HOST_A), asGateway(ours(HOST_B))]);
     const props = { ...managedProps(HOST_A, HOST_B), RemoveAdoptedCredentials: 'true' };
-    await onEvent(cfnEvent('Delete', props, { physicalResourceId: `chap:failed-create:${DOC_TARGET_ARN}` }));
-    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 1);
-    expect(sgw).toHaveReceivedCommandWith(DeleteChapCredentialsCommand, { InitiatorName: HOST_B });
-    sgw.resetHistory();
-    await onEvent(cfnEvent('Delete', props));
-    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 2);
+    const removed = async (status: string | Error) => {
+      cfn.reset();
+      sgw.resetHistory();
+      if (status instanceof Error) cfn.on(DescribeStacksCommand).rejects(status);
+      else cfn.on(DescribeStacksCommand, { StackName: cfnEvent('Delete').StackId }).resolves({ Stacks: [{ StackName: 'Demo', StackStatus: status } as never] });
+      await onEvent(cfnEvent('Delete', props));
+      return sgw.commandCalls(DeleteChapCredentialsCommand).map((c) => c.args[0].input.InitiatorName).sort();
+    };
+    expect(await removed('DELETE_IN_PROGRESS')).toEqual([HOST_A, HOST_B]);
+    expect(await removed('UPDATE_COMPLETE_CLEANUP_IN_PROGRESS')).toEqual([HOST_A, HOST_B]);
+    for (const rollback of ['ROLLBACK_IN_PROGRESS', 'UPDATE_ROLLBACK_IN_PROGRESS', 'UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS']) {
+      expect(await removed(rollback)).toEqual([HOST_B]); // only the stack's own
+    }
+    expect(await removed(new Error('AccessDenied'))).toEqual([HOST_B]);
   });
 
-  test('a failed managed Create answers a physical id its rollback recognises', async () => {
-    givenGateway([]);
-    sgw.on(UpdateChapCredentialsCommand).rejects(new InternalServerError({ message: 'boom', $metadata: { httpStatusCode: 500 } }));
-    const responses: string[] = [];
-    const server = http.createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => { responses.push(body); res.end(); });
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/r`;
-      await handler({ ...cfnEvent('Create', managedProps(HOST_A)), ResponseURL: url }, { getRemainingTimeInMillis: () => 60_000 } as Context);
-    } finally {
-      await new Promise<void>((r) => server.close(() => r()));
-    }
-    expect(JSON.parse(responses[0])).toMatchObject({
-      Status: 'FAILED', PhysicalResourceId: `chap:failed-create:${DOC_TARGET_ARN}`,
-      Reason: `UpdateChapCredentials failed for initiator ${HOST_A} on target ${DOC_TARGET_ARN}: InternalServerError (HTTP 500)`,
-    });
+  test('the stack status is read only when adopted credentials would be removed', async () => {
+    givenGateway([asGateway(ours(HOST_B))]);
+    await onEvent(cfnEvent('Delete', { ...managedProps(HOST_B), RemoveAdoptedCredentials: 'true' }));
+    await onEvent(cfnEvent('Delete', managedProps(HOST_B)));
+    expect(cfn).not.toHaveReceivedAnyCommand();
+    expect(sgw).toHaveReceivedCommandTimes(DeleteChapCredentialsCommand, 2);
   });
 
   test('invalid managed properties fail before any call', async () => {

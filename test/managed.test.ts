@@ -124,6 +124,24 @@ test('removeAdoptedCredentials removes a dropped adopted initiator\'s credential
   expect(onGateway(HOST_B)).toBeDefined();
 });
 
+test('removeAdoptedCredentials: the rollback of a failed update keeps credentials that update had adopted', async () => {
+  const adopted = cloud.credential(HOST_C);
+  gateway().addTarget(DOC_TARGET_ARN, [adopted]);
+  await cloud.cfn.deploy(managed([HOST_A], { removeAdoptedCredentials: true }), STACK);
+  // The update declares HOST_C (adopting its credentials) and HOST_B, whose write fails: CloudFormation rolls back with
+  // an Update that no longer declares HOST_C. Only the stack status tells that Update apart from a real drop.
+  cloud.emulator.inject('UpdateChapCredentials', { failAll: { type: 'InternalServerError', status: 500 }, only: { InitiatorName: HOST_B } });
+  const failed = await cloud.cfn.deploy(managed([HOST_A, HOST_B, HOST_C], { removeAdoptedCredentials: true }), STACK);
+  expect(failed.status).toBe('UPDATE_ROLLBACK_COMPLETE');
+  expect(onGateway(HOST_C)).toEqual(adopted);
+  expect(cloud.emulator.callsOf('DescribeStacks', true).length).toBeGreaterThan(0);
+  cloud.emulator.clearFaults();
+  // The same drop as a deploy of its own removes them, as asked.
+  await cloud.cfn.deploy(managed([HOST_A, HOST_C], { removeAdoptedCredentials: true }), STACK);
+  await cloud.cfn.deploy(managed([HOST_A], { removeAdoptedCredentials: true }), STACK);
+  expect(onGateway(HOST_C)).toBeUndefined();
+});
+
 test('one-way to mutual: the stack\'s one-way credentials become mutual; adopted one-way credentials are a conflict that changes nothing', async () => {
   gateway().addTarget(DOC_TARGET_ARN, []);
   await cloud.cfn.deploy(managed([HOST_A], { chapMode: ChapMode.ONE_WAY }), STACK);

@@ -8,11 +8,13 @@ import * as http from 'node:http';
 import { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { AwsError } from './errors';
+import { CloudFormation } from './cloudformation';
 import { SecretsManager } from './secrets-manager';
 import { StorageGateway } from './storage-gateway';
 
 export { AwsError } from './errors';
 export { SecretsManager } from './secrets-manager';
+export { CloudFormation } from './cloudformation';
 export { StorageGateway, TARGET_IQN_PREFIX, volumeTargetArn } from './storage-gateway';
 export type { ChapCredential, Volume, VolumeSpec } from './storage-gateway';
 
@@ -20,9 +22,11 @@ const SERVICES = {
   StorageGateway_20130630: 'storagegateway',
   secretsmanager: 'secretsmanager',
 } as const;
-type Service = (typeof SERVICES)[keyof typeof SERVICES];
+type Service = (typeof SERVICES)[keyof typeof SERVICES] | 'cloudformation';
 /** Each service's name for its own 500 error. */
-const INTERNAL_ERROR: Record<Service, string> = { storagegateway: 'InternalServerError', secretsmanager: 'InternalServiceError' };
+const INTERNAL_ERROR: Record<Service, string> = {
+  storagegateway: 'InternalServerError', secretsmanager: 'InternalServiceError', cloudformation: 'InternalFailure',
+};
 
 /** Faults for one operation (or '*' for every operation). Counts are consumed call by call. */
 export interface Fault {
@@ -63,6 +67,8 @@ export class Emulator {
   readonly region: string;
   readonly account: string;
   readonly storageGateway = new StorageGateway();
+  /** Stack statuses, kept by the local CloudFormation driver; read with DescribeStacks (AWS query protocol). */
+  readonly cloudFormation = new CloudFormation();
   readonly secretsManager: SecretsManager;
   /** Every call answered (or reset), in order. */
   readonly calls: Call[] = [];
@@ -139,34 +145,39 @@ export class Emulator {
     const started = Date.now();
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
+    // CloudFormation speaks the AWS query protocol (a form-encoded request, an XML answer); the others JSON 1.1.
+    const form = String(req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')
+      ? new URLSearchParams(Buffer.concat(chunks).toString('utf8')) : undefined;
     const target = String(req.headers['x-amz-target'] ?? '');
-    const [prefix, operation = ''] = target.split('.');
-    const service = SERVICES[prefix as keyof typeof SERVICES];
+    const [prefix, jsonOperation = ''] = target.split('.');
+    const operation = form ? form.get('Action') ?? '' : jsonOperation;
+    const service: Service | undefined = form ? 'cloudformation' : SERVICES[prefix as keyof typeof SERVICES];
     const send = (status: number, body: Record<string, unknown>) => {
-      const json = JSON.stringify(body);
+      const text = form ? queryXml(operation, status, body) : JSON.stringify(body);
       res.writeHead(status, {
-        'content-type': 'application/x-amz-json-1.1',
-        'content-length': Buffer.byteLength(json),
+        'content-type': form ? 'text/xml' : 'application/x-amz-json-1.1',
+        'content-length': Buffer.byteLength(text),
         'x-amzn-requestid': randomUUID(),
-        ...(status >= 400 ? { 'x-amzn-errortype': String(body.__type) } : {}),
+        ...(status >= 400 && !form ? { 'x-amzn-errortype': String(body.__type) } : {}),
       });
-      res.end(json);
+      res.end(text);
     };
     const fail = (error: AwsError) => {
-      this.record(service, operation, started, error.status, error.type);
+      this.record(service as Service, operation, started, error.status, error.type);
       send(error.status, error.body());
     };
 
     if (req.method !== 'POST' || req.url !== '/' || !service) {
       return fail(new AwsError('UnknownOperationException', `Unknown operation ${JSON.stringify(target)}`));
     }
-    if (!String(req.headers['content-type'] ?? '').startsWith('application/x-amz-json-1.1')) {
+    if (!form && !String(req.headers['content-type'] ?? '').startsWith('application/x-amz-json-1.1')) {
       return fail(new AwsError('SerializationException', 'Expected content type application/x-amz-json-1.1'));
     }
     if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=')) {
       return fail(new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token', 403));
     }
-    const api = (service === 'storagegateway' ? this.storageGateway : this.secretsManager) as unknown as
+    const apis = { storagegateway: this.storageGateway, secretsmanager: this.secretsManager, cloudformation: this.cloudFormation };
+    const api = apis[service] as unknown as
       Record<string, ((input: Record<string, unknown>) => unknown) | undefined>;
     if (!/^[A-Z]/.test(operation) || typeof api[operation] !== 'function') {
       return fail(new AwsError('UnknownOperationException', `Unknown operation ${operation}`));
@@ -174,7 +185,8 @@ export class Emulator {
 
     let input: Record<string, unknown>;
     try {
-      input = chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
+      input = form ? Object.fromEntries([...form].filter(([k]) => k !== 'Action' && k !== 'Version'))
+        : chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : {};
     } catch {
       return fail(new AwsError('SerializationException', 'Start of structure or map found where not expected'));
     }
@@ -214,6 +226,25 @@ export class Emulator {
       return fail(new AwsError(INTERNAL_ERROR[service], 'An internal error occurred', 500));
     }
   }
+}
+
+/** A value as the AWS query protocol's XML: structures as elements, lists as `member` elements, text escaped. */
+function xml(value: unknown): string {
+  if (Array.isArray(value)) return value.map((v) => `<member>${xml(v)}</member>`).join('');
+  if (value && typeof value === 'object') return Object.entries(value).map(([k, v]) => (v === undefined ? '' : `<${k}>${xml(v)}</${k}>`)).join('');
+  return String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** An AWS query protocol answer: `<OpResponse><OpResult>...` or, for an error, `<ErrorResponse><Error>...`. */
+function queryXml(operation: string, status: number, body: Record<string, unknown>): string {
+  const requestId = `<RequestId>${randomUUID()}</RequestId>`;
+  if (status >= 400) {
+    const type = status >= 500 ? 'Receiver' : 'Sender';
+    return `<ErrorResponse><Error><Type>${type}</Type><Code>${xml(body.__type)}</Code><Message>${xml(body.message)}</Message></Error>${requestId}</ErrorResponse>`;
+  }
+  const ns = 'http://cloudformation.amazonaws.com/doc/2010-05-15/';
+  return `<${operation}Response xmlns="${ns}"><${operation}Result>${xml(body)}</${operation}Result>`
+    + `<ResponseMetadata>${requestId}</ResponseMetadata></${operation}Response>`;
 }
 
 /** Starts an emulator on a free port of 127.0.0.1. */
