@@ -142,10 +142,11 @@ interface EnsureInput {
  * a rollback undoes what the failed operation did, and adopted credentials were there before it.
  */
 async function ensureCredentials(e: EnsureInput, signal?: AbortSignal): Promise<ChapPair[]> {
-  if (!e.keyValue) throw new HandlerError(`the credential key secret ${e.managed.credentialKeyArn} has no value`);
+  const key = e.keyValue;
+  if (!key) throw new HandlerError(`the credential key secret ${e.managed.credentialKeyArn} has no value`);
   const gateway = new Map(e.read.map((p) => [p.initiatorName, p]));
   const planWith = (removeAdopted: boolean) => planCredentials({
-    key: e.keyValue!, targetArn: e.targetArn, mode: e.managed.mode, declared: e.declared, leaving: e.leaving, removeAdopted, gateway,
+    key, targetArn: e.targetArn, mode: e.managed.mode, declared: e.declared, leaving: e.leaving, removeAdopted, gateway,
   });
   let plan = planWith(false);
   if (e.managed.removeAdopted && e.stackId) {
