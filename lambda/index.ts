@@ -219,17 +219,17 @@ export async function onCreate(event: CloudFormationCustomResourceCreateEvent, s
   return sync(event, [], signal);
 }
 
-/** The declaration the resource had, when it managed the same target: its initiators may be leaving. */
-function previousDeclaration(event: CloudFormationCustomResourceUpdateEvent): Input | undefined {
+/** The properties of an earlier declaration, or undefined where they were invalid (that resource was never created). */
+function parsedOrUndefined(props: unknown): Input | undefined {
   try {
-    return parseProperties(event.OldResourceProperties as unknown as ChapResourceProperties);
+    return parseProperties(props as ChapResourceProperties);
   } catch {
     return undefined;
   }
 }
 
 export async function onUpdate(event: CloudFormationCustomResourceUpdateEvent, signal?: AbortSignal): Promise<Outcome> {
-  const before = previousDeclaration(event);
+  const before = parsedOrUndefined(event.OldResourceProperties);
   const targetArn = (event.ResourceProperties as Partial<ChapResourceProperties>)[Prop.TargetArn];
   // A new target is a replacement: CloudFormation sends Delete for the old one, which removes its credentials.
   const leaving = before?.managed && before.targetArn === targetArn ? before.initiators : [];
@@ -243,14 +243,9 @@ export async function onUpdate(event: CloudFormationCustomResourceUpdateEvent, s
  */
 export async function onDelete(event: CloudFormationCustomResourceDeleteEvent, signal?: AbortSignal): Promise<Outcome> {
   const done = { status: 'SUCCESS', physicalResourceId: event.PhysicalResourceId } as const;
-  let input: Input;
-  try {
-    input = parseProperties(event.ResourceProperties as unknown as ChapResourceProperties);
-  } catch {
-    return done; // a resource with invalid properties was never created
-  }
-  const managed = input.managed;
-  if (!managed) return done;
+  const input = parsedOrUndefined(event.ResourceProperties);
+  const managed = input?.managed;
+  if (!input || !managed) return done;
   // A target that is gone took its credentials with it: nothing to remove.
   const [read, values] = await Promise.all([
     describeChapCredentials(input.targetArn, signal, true), currentValues([managed.credentialKeyArn], signal),

@@ -16,12 +16,7 @@ beforeEach(async () => {
   cloud = await LocalCloud.start();
 });
 
-afterEach(async () => {
-  const emitted = cloud.emitted();
-  for (const value of cloud.issued) expect(emitted).not.toContain(value);
-  expect(cloud.cfn.problems).toEqual([]);
-  await cloud.stop();
-});
+afterEach(() => cloud.finish());
 afterAll(removeAssemblies);
 
 const initiatorSecret = () => cloud.secretValue('ChapInitiatoriqn199105') as { secretToAuthenticateInitiator: string };
