@@ -111,6 +111,9 @@ function stringify(value: Json): Json {
   return value === null || value === undefined ? value : String(value);
 }
 
+/** A template resource's DeletionPolicy and UpdateReplacePolicy, as a deployed resource keeps them. */
+const policiesOf = (definition: Json) => ({ deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy });
+
 const isCustom = (type: string) => type.startsWith('Custom::') || type === 'AWS::CloudFormation::CustomResource';
 
 export class LocalCloudFormation {
@@ -276,7 +279,7 @@ export class LocalCloudFormation {
         const properties = this.resolve(definition.Properties ?? {});
         if (JSON.stringify(properties) === JSON.stringify(old.properties)) {
           // Policies change without touching the resource.
-          this.resources.set(id, { ...old, deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy });
+          this.resources.set(id, { ...old, ...policiesOf(definition) });
           continue;
         }
         const next = await this.updateResource(id, definition, old, properties);
@@ -502,7 +505,7 @@ export class LocalCloudFormation {
   private async createResource(id: string, definition: Json): Promise<Deployed> {
     const type: string = definition.Type;
     const properties = this.resolve(definition.Properties ?? {});
-    const base = { type, properties, deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy };
+    const base = { type, properties, ...policiesOf(definition) };
     const { region, account } = this.emulator;
     switch (true) {
       case type === 'AWS::SecretsManager::Secret': {
@@ -571,7 +574,7 @@ export class LocalCloudFormation {
   }
 
   private async updateResource(id: string, definition: Json, old: Deployed, properties: Json): Promise<Deployed> {
-    const policies = { deletionPolicy: definition.DeletionPolicy, updateReplacePolicy: definition.UpdateReplacePolicy };
+    const policies = policiesOf(definition);
     if (definition.Type === 'AWS::StorageGateway::Volume') {
       const replacing = VOLUME_REPLACING.filter((p) => JSON.stringify(properties[p]) !== JSON.stringify(old.properties[p]));
       if (replacing.length) return this.createResource(id, definition); // replacement: a new volume and target
