@@ -1,0 +1,166 @@
+/**
+ * Resource provisioning for the local CloudFormation driver: creates, updates and deletes each resource of a stack by
+ * its type. Secrets Manager secrets and Storage Gateway volumes (AWS::StorageGateway::Volume, with its iSCSI target)
+ * are made in the emulator, custom resources get their events through the invoker, and every other resource gets
+ * plausible ids and attributes. A deleted or replaced resource follows its DeletionPolicy or UpdateReplacePolicy.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { AwsError, Emulator } from '../emulator';
+import { Invoker } from './invoke';
+import { TemplateResolver } from './template';
+import { Deployed, Json, Occasion, StackFailure, StackState, isCustom, policiesOf } from './types';
+
+/** Properties of AWS::StorageGateway::Volume whose change replaces the volume (every one but Tags). */
+const VOLUME_REPLACING = ['GatewayARN', 'TargetName', 'NetworkInterfaceId', 'VolumeSizeInBytes', 'SnapshotId', 'SourceVolumeARN', 'KMSEncrypted', 'KMSKey'];
+
+export class Provisioner {
+  constructor(
+    private readonly stack: StackState,
+    private readonly emulator: Emulator,
+    private readonly resolver: TemplateResolver,
+    private readonly invoker: Invoker,
+  ) {}
+
+  /**
+   * Whether CloudFormation keeps the physical resource on this occasion: a replaced resource follows its
+   * UpdateReplacePolicy, any other its DeletionPolicy; RetainExceptOnCreate keeps it except when a rollback deletes
+   * what the failed operation created.
+   */
+  static keeps(resource: Deployed, occasion: Occasion): boolean {
+    const policy = (occasion === 'replace' ? resource.updateReplacePolicy : resource.deletionPolicy) ?? 'Delete';
+    if (occasion === 'rollback' && policy === 'RetainExceptOnCreate') return false;
+    return ['Retain', 'RetainExceptOnCreate', 'Snapshot'].includes(policy);
+  }
+
+  async create(id: string, definition: Json): Promise<Deployed> {
+    const type: string = definition.Type;
+    const properties = this.resolver.resolve(definition.Properties ?? {});
+    const base = { type, properties, ...policiesOf(definition) };
+    const { region, account } = this.emulator;
+    switch (true) {
+      case type === 'AWS::SecretsManager::Secret': {
+        const name = properties.Name ?? `${id}-${randomBytes(6).toString('base64url').slice(0, 12)}`;
+        const out = this.emulator.secretsManager.CreateSecret({
+          Name: name,
+          Description: properties.Description,
+          KmsKeyId: properties.KmsKeyId,
+          Tags: properties.Tags,
+          SecretString: properties.SecretString ?? (properties.GenerateSecretString ? randomBytes(24).toString('base64url') : undefined),
+        });
+        return { ...base, physicalId: out.ARN, attributes: { Id: out.ARN } };
+      }
+      case type === 'AWS::StorageGateway::Volume': {
+        const gateway = this.emulator.storageGateway;
+        const size = properties.VolumeSizeInBytes;
+        const out = this.callEmulator(id, () => gateway.CreateCachediSCSIVolume({
+          GatewayARN: properties.GatewayARN,
+          TargetName: properties.TargetName,
+          NetworkInterfaceId: properties.NetworkInterfaceId,
+          // CloudFormation converts a Long given as a string (a parameter's value, say).
+          VolumeSizeInBytes: typeof size === 'string' && /^\d+$/.test(size) ? Number(size) : size,
+          SnapshotId: properties.SnapshotId,
+          SourceVolumeARN: properties.SourceVolumeARN,
+          KMSEncrypted: properties.KMSEncrypted === undefined ? undefined : String(properties.KMSEncrypted) === 'true',
+          KMSKey: properties.KMSKey,
+          Tags: properties.Tags,
+          ClientToken: randomUUID(),
+        }));
+        const volume = gateway.volumes.get(out.VolumeARN)!;
+        // Ref is the VolumeARN (the type's primary identifier).
+        return {
+          ...base, physicalId: volume.volumeArn, attributes: {
+            VolumeARN: volume.volumeArn, VolumeId: volume.volumeId, TargetARN: volume.targetArn,
+            CreatedDate: volume.createdDate.toISOString(), VolumeStatus: 'AVAILABLE', VolumeAttachmentStatus: 'ATTACHED',
+            VolumeType: 'CACHED iSCSI', VolumeUsedInBytes: 0,
+          },
+        };
+      }
+      case isCustom(type): {
+        const body = await this.invoker.custom(id, 'Create', properties);
+        return { ...base, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
+      }
+      case type === 'AWS::Lambda::Function': {
+        const name = properties.FunctionName ?? this.generatedName(id);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:lambda:${region}:${account}:function:${name}` } };
+      }
+      case type === 'AWS::IAM::Role': {
+        const name = properties.RoleName ?? this.generatedName(id);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:iam::${account}:role/${name}`, RoleId: `AROA${randomBytes(8).toString('hex').toUpperCase()}` } };
+      }
+      case type === 'AWS::Logs::LogGroup': {
+        const name = properties.LogGroupName ?? this.generatedName(id, 512);
+        return { ...base, physicalId: name, attributes: { Arn: `arn:aws:logs:${region}:${account}:log-group:${name}:*` } };
+      }
+      case type === 'AWS::KMS::Key': {
+        const keyId = randomUUID();
+        return { ...base, physicalId: keyId, attributes: { Arn: `arn:aws:kms:${region}:${account}:key/${keyId}`, KeyId: keyId } };
+      }
+      default: {
+        const physicalId = this.generatedName(id);
+        const service = type.split('::')[1]?.toLowerCase() ?? 'unknown';
+        return { ...base, physicalId, standIn: true, attributes: { Arn: `arn:aws:${service}:${region}:${account}:${physicalId}` } };
+      }
+    }
+  }
+
+  /** Updates a resource whose properties changed; a replacement comes back with another physical id. */
+  async update(id: string, definition: Json, old: Deployed, properties: Json): Promise<Deployed> {
+    const policies = policiesOf(definition);
+    if (definition.Type === 'AWS::StorageGateway::Volume') {
+      const replacing = VOLUME_REPLACING.filter((p) => JSON.stringify(properties[p]) !== JSON.stringify(old.properties[p]));
+      if (replacing.length) return this.create(id, definition); // replacement: a new volume and target
+      return { ...old, properties, ...policies }; // Tags only
+    }
+    if (definition.Type === 'AWS::SecretsManager::Secret') {
+      if (properties.Name !== old.properties.Name) return this.create(id, definition); // replacement
+      const secret = this.emulator.secretsManager.lookup(old.physicalId)!;
+      secret.description = properties.Description;
+      secret.kmsKeyId = properties.KmsKeyId;
+      secret.tags = properties.Tags ?? [];
+      return { ...old, properties, ...policies };
+    }
+    if (isCustom(definition.Type)) {
+      const body = await this.invoker.custom(id, 'Update', properties, { physicalId: old.physicalId, oldProperties: old.properties });
+      return { ...old, properties, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
+    }
+    return { ...old, properties, ...policies };
+  }
+
+  /** Deletes the physical resources of `ids` (in that order) unless their policy keeps them on this occasion. */
+  async delete(ids: string[], from: Map<string, Deployed>, occasion: Occasion): Promise<void> {
+    for (const id of ids) {
+      const resource = from.get(id);
+      // A kept custom resource gets no Delete event either.
+      if (!resource || Provisioner.keeps(resource, occasion)) continue;
+      if (isCustom(resource.type)) {
+        await this.invoker.custom(id, 'Delete', resource.properties, { physicalId: resource.physicalId });
+      } else if (resource.type === 'AWS::SecretsManager::Secret') {
+        this.emulator.secretsManager.DeleteSecret({ SecretId: resource.physicalId, ForceDeleteWithoutRecovery: true });
+      } else if (resource.type === 'AWS::StorageGateway::Volume') {
+        // The volume goes with its target and the target's CHAP credentials; one already gone is deleted.
+        this.callEmulator(id, () => this.emulator.storageGateway.DeleteVolume({ VolumeARN: resource.physicalId }), ['VolumeNotFound']);
+      }
+    }
+  }
+
+  /**
+   * Calls the emulator as a resource handler would; an AWS error fails the resource with a reason naming it (errors
+   * whose errorCode is in `ignored` count as done, and the call returns undefined).
+   */
+  private callEmulator<T>(logicalId: string, call: () => T): T;
+  private callEmulator<T>(logicalId: string, call: () => T, ignored: string[]): T | undefined;
+  private callEmulator<T>(logicalId: string, call: () => T, ignored: string[] = []): T | undefined {
+    try {
+      return call();
+    } catch (error) {
+      if (!(error instanceof AwsError)) throw error;
+      const code = (error.extra.error as { errorCode?: string } | undefined)?.errorCode;
+      if (code && ignored.includes(code)) return undefined;
+      throw new StackFailure(`${logicalId}: ${error.type}${code ? ` (${code})` : ''}: ${error.message}`);
+    }
+  }
+
+  private generatedName(id: string, max = 64): string {
+    return `${this.stack.name}-${id}`.slice(0, max - 13) + `-${randomBytes(6).toString('hex').toUpperCase()}`;
+  }
+}
