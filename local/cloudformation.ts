@@ -1,7 +1,10 @@
 /**
  * A local CloudFormation stand-in for one stack of a synthesized cloud assembly (cdk.out): deploys (creates or
- * updates), rolls back and deletes the stack as CloudFormation does, recording its status in the emulator. Its parts:
- * - driver/template.ts: template resolution (intrinsics, pseudo parameters, conditions, dependency order, outputs);
+ * updates), rolls back and deletes the stack as CloudFormation does, recording its status in the emulator. Several
+ * drivers on one emulator hold several stacks, which share exports and imports as CloudFormation's do. Its parts:
+ * - driver/template.ts: template resolution (intrinsics, pseudo parameters, template parameters and dynamic references
+ *   read from Parameter Store, conditions, dependency order, outputs, exports and imports);
+ * - driver/exports.ts: the exports and imports of the stacks of an account and region, and what CloudFormation refuses;
  * - driver/resources.ts: resource provisioning (create, update, delete per resource type; deletion policies);
  * - driver/invoke.ts: invocation (a function run from its asset folder in a child process, custom resource events
  *   and their checked responses, redelivery, EventBridge rules).
@@ -10,12 +13,15 @@ import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Emulator } from './emulator';
+import { ExportRegistry, StackExport } from './driver/exports';
 import { Invoker } from './driver/invoke';
 import { Provisioner } from './driver/resources';
 import { TemplateResolver } from './driver/template';
 import { Deployed, DriverOptions, Invocation, Json, ResponseBody, StackFailure, StackResult, StackState, isCustom, policiesOf } from './driver/types';
 
 export type { Deployed, DriverOptions, Invocation, ResponseBody, RunnerTiming, StackResult } from './driver/types';
+export { ExportRegistry } from './driver/exports';
+export type { StackExport } from './driver/exports';
 
 export class LocalCloudFormation {
   /** Everything wrong with a response or the template's use of one; a correct handler leaves it empty. */
@@ -25,10 +31,13 @@ export class LocalCloudFormation {
   private readonly resolver: TemplateResolver;
   private readonly invoker: Invoker;
   private readonly provisioner: Provisioner;
+  /** The exports and imports of every stack deployed against this driver's emulator. */
+  readonly exports: ExportRegistry;
 
   constructor(options: DriverOptions) {
     this.emulator = options.emulator;
-    this.resolver = new TemplateResolver(this.stack, this.emulator, this.problems);
+    this.exports = ExportRegistry.of(this.emulator);
+    this.resolver = new TemplateResolver(this.stack, this.emulator, this.problems, this.exports);
     this.invoker = new Invoker(options, this.stack, this.problems);
     this.provisioner = new Provisioner(this.stack, this.emulator, this.resolver, this.invoker);
   }
@@ -83,10 +92,14 @@ export class LocalCloudFormation {
   /** Deletes the stack: custom resources get Delete, secrets and volumes go unless their DeletionPolicy keeps them. */
   async destroy(): Promise<StackResult> {
     this.setStatus('DELETE_IN_PROGRESS');
+    // CloudFormation cancels the delete, before touching anything, while another stack imports one of its exports.
+    const refusal = this.exports.deletionRefusal(this.stack.id);
+    if (refusal) return { status: this.setStatus('DELETE_FAILED'), reason: refusal, outputs: {} };
     try {
       await this.provisioner.delete([...this.stack.resources.keys()].reverse(), this.stack.resources, 'delete');
       this.stack.resources = new Map();
       this.stack.template = undefined;
+      this.exports.remove(this.stack.id);
       return { status: this.setStatus('DELETE_COMPLETE'), outputs: {} };
     } catch (error) {
       return { status: this.setStatus('DELETE_FAILED'), reason: (error as Error).message, outputs: {} };
@@ -130,6 +143,7 @@ export class LocalCloudFormation {
     stack.template = template;
     this.setStatus('CREATE_IN_PROGRESS');
     try {
+      stack.parameters = this.resolver.parameterValues(template);
       // As CloudFormation does, resources whose dependencies are in place are created in parallel.
       for (const level of this.resolver.levels(template)) {
         const settled = await Promise.allSettled(level.map(async (id) => {
@@ -138,6 +152,8 @@ export class LocalCloudFormation {
         const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failure) throw failure.reason;
       }
+      const exported = this.checkedExports(template);
+      this.exports.record(stack.id, stack.name, exported, this.resolver.imports(template));
       return { status: this.setStatus('CREATE_COMPLETE'), outputs: this.resolver.outputs(template) };
     } catch (error) {
       this.setStatus('ROLLBACK_IN_PROGRESS');
@@ -147,7 +163,7 @@ export class LocalCloudFormation {
         // As CloudFormation does, the rollback sends Delete to a custom resource whose Create failed.
         const definition = template.Resources[failed.logicalId];
         stack.resources.set(failed.logicalId, {
-          type: definition.Type, physicalId: failed.physicalId, attributes: {}, properties: this.resolver.resolve(definition.Properties ?? {}),
+          type: definition.Type, physicalId: failed.physicalId, attributes: {}, properties: this.provisioned(definition),
         });
       }
       await this.provisioner.delete([...stack.resources.keys()].reverse(), stack.resources, 'rollback')
@@ -162,12 +178,15 @@ export class LocalCloudFormation {
     const stack = this.stack;
     const before = new Map(stack.resources);
     const beforeTemplate = stack.template;
+    const beforeParameters = stack.parameters;
     const replaced = new Map<string, Deployed>();
     const created: string[] = [];
     const updated: string[] = [];
     stack.template = template;
     this.setStatus('UPDATE_IN_PROGRESS');
+    let exported: StackExport[];
     try {
+      stack.parameters = this.resolver.parameterValues(template);
       for (const id of this.resolver.order(template)) {
         const definition = template.Resources[id];
         const old = before.get(id);
@@ -179,30 +198,33 @@ export class LocalCloudFormation {
           created.push(id);
           continue;
         }
-        const properties = this.resolver.resolve(definition.Properties ?? {});
-        if (JSON.stringify(properties) === JSON.stringify(old.properties)) {
+        // As CloudFormation does, the properties compare as written: a dynamic reference whose value changed is no change.
+        const declared = this.resolver.resolve(definition.Properties ?? {});
+        if (JSON.stringify(declared) === JSON.stringify(old.declared ?? old.properties)) {
           // Policies change without touching the resource.
           stack.resources.set(id, { ...old, ...policiesOf(definition) });
           continue;
         }
-        const next = await this.provisioner.update(id, definition, old, properties);
+        const next = await this.provisioner.update(id, definition, old, this.resolver.dereference(declared));
         if (next.physicalId !== old.physicalId) replaced.set(id, superseded!);
-        stack.resources.set(id, next);
+        stack.resources.set(id, { ...next, declared });
         updated.push(id);
       }
+      exported = this.checkedExports(template);
     } catch (error) {
       const reason = (error as Error).message;
       const failed = (error as StackFailure).failed;
       // The resource that failed its Update is rolled back too, from the properties it failed with.
       if (failed && before.has(failed.logicalId) && !created.includes(failed.logicalId)) {
         const old = before.get(failed.logicalId)!;
-        const properties = this.resolver.resolve(template.Resources[failed.logicalId].Properties ?? {});
+        const properties = this.provisioned(template.Resources[failed.logicalId]);
         stack.resources.set(failed.logicalId, { ...old, physicalId: failed.physicalId, properties });
         updated.push(failed.logicalId);
       }
       await this.rollBack(before, updated, created).catch((e) => this.problems.push(`rollback failed: ${(e as Error).message}`));
       stack.resources = before;
       stack.template = beforeTemplate;
+      stack.parameters = beforeParameters;
       return { status: this.setStatus('UPDATE_ROLLBACK_COMPLETE'), reason, outputs: this.resolver.outputs(beforeTemplate) };
     }
     // Cleanup: the replaced physical resources, then resources the template no longer has.
@@ -211,7 +233,21 @@ export class LocalCloudFormation {
     await this.provisioner.delete([...replaced.keys()].reverse(), replaced, 'replace');
     await this.provisioner.delete(removed.reverse(), before, 'delete');
     for (const id of removed) stack.resources.delete(id);
+    this.exports.record(stack.id, stack.name, exported, this.resolver.imports(template));
     return { status: this.setStatus('UPDATE_COMPLETE'), outputs: this.resolver.outputs(template) };
+  }
+
+  /** The template's exports once its resources are in place; what CloudFormation refuses fails the operation. */
+  private checkedExports(template: Json): StackExport[] {
+    const exported = this.resolver.exports(template);
+    const refusal = this.exports.refusal(this.stack.id, exported);
+    if (refusal) throw new StackFailure(refusal);
+    return exported;
+  }
+
+  /** A resource's properties as provisioned: resolved, dynamic references replaced by their values. */
+  private provisioned(definition: Json): Json {
+    return this.resolver.dereference(this.resolver.resolve(definition.Properties ?? {}));
   }
 
   /**
@@ -226,9 +262,7 @@ export class LocalCloudFormation {
       const old = before.get(id)!;
       const current = this.stack.resources.get(id)!;
       if (current.physicalId !== old.physicalId) replacements.set(id, current);
-      else if (isCustom(old.type)) {
-        await this.invoker.custom(id, 'Update', old.properties, { physicalId: current.physicalId, oldProperties: current.properties });
-      }
+      else await this.provisioner.revert(id, old, current);
     }
     this.setStatus('UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS');
     await this.provisioner.delete([...replacements.keys()], replacements, 'rollback');

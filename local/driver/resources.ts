@@ -1,8 +1,9 @@
 /**
  * Resource provisioning for the local CloudFormation driver: creates, updates and deletes each resource of a stack by
- * its type. Secrets Manager secrets and Storage Gateway volumes (AWS::StorageGateway::Volume, with its iSCSI target)
- * are made in the emulator, custom resources get their events through the invoker, and every other resource gets
- * plausible ids and attributes. A deleted or replaced resource follows its DeletionPolicy or UpdateReplacePolicy.
+ * its type. Secrets Manager secrets, Storage Gateway volumes (AWS::StorageGateway::Volume, with its iSCSI target) and
+ * Parameter Store parameters (AWS::SSM::Parameter) are made in the emulator, custom resources get their events through
+ * the invoker, and every other resource gets plausible ids and attributes. A deleted or replaced resource follows its
+ * DeletionPolicy or UpdateReplacePolicy; a rollback puts back what an update changed in place.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AwsError, Emulator } from '../emulator';
@@ -34,8 +35,9 @@ export class Provisioner {
 
   async create(id: string, definition: Json): Promise<Deployed> {
     const type: string = definition.Type;
-    const properties = this.resolver.resolve(definition.Properties ?? {});
-    const base = { type, properties, ...policiesOf(definition) };
+    const declared = this.resolver.resolve(definition.Properties ?? {});
+    const properties = this.resolver.dereference(declared);
+    const base = { type, properties, declared, ...policiesOf(definition) };
     const { region, account } = this.emulator;
     switch (true) {
       case type === 'AWS::SecretsManager::Secret': {
@@ -74,6 +76,12 @@ export class Provisioner {
             VolumeType: 'CACHED iSCSI', VolumeUsedInBytes: 0,
           },
         };
+      }
+      case type === 'AWS::SSM::Parameter': {
+        // CloudFormation generates a name like CFN-<logical id>-<random>; Ref is the name.
+        const name = properties.Name ?? `CFN-${id}-${randomBytes(6).toString('base64url').replace(/[^A-Za-z0-9]/g, 'x')}`;
+        this.putParameter(id, name, properties, false);
+        return { ...base, physicalId: name, attributes: { Type: properties.Type, Value: properties.Value } };
       }
       case isCustom(type): {
         const body = await this.invoker.custom(id, 'Create', properties);
@@ -119,11 +127,34 @@ export class Provisioner {
       secret.tags = properties.Tags ?? [];
       return { ...old, properties, ...policies };
     }
+    if (definition.Type === 'AWS::SSM::Parameter') {
+      if (properties.Name !== old.properties.Name) return this.create(id, definition); // replacement
+      this.putParameter(id, old.physicalId, properties, true);
+      return { ...old, properties, attributes: { Type: properties.Type, Value: properties.Value }, ...policies };
+    }
     if (isCustom(definition.Type)) {
       const body = await this.invoker.custom(id, 'Update', properties, { physicalId: old.physicalId, oldProperties: old.properties });
       return { ...old, properties, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
     }
     return { ...old, properties, ...policies };
+  }
+
+  /**
+   * Puts back the properties `old` of a resource an update changed in place (now `current`), as a rollback does: a
+   * custom resource gets an Update with them, an SSM parameter its old value again, a secret its old description,
+   * key and tags.
+   */
+  async revert(id: string, old: Deployed, current: Deployed): Promise<void> {
+    if (isCustom(old.type)) {
+      await this.invoker.custom(id, 'Update', old.properties, { physicalId: current.physicalId, oldProperties: current.properties });
+    } else if (old.type === 'AWS::SSM::Parameter') {
+      this.putParameter(id, old.physicalId, old.properties, true);
+    } else if (old.type === 'AWS::SecretsManager::Secret') {
+      const secret = this.emulator.secretsManager.lookup(old.physicalId)!;
+      secret.description = old.properties.Description;
+      secret.kmsKeyId = old.properties.KmsKeyId;
+      secret.tags = old.properties.Tags ?? [];
+    }
   }
 
   /** Deletes the physical resources of `ids` (in that order) unless their policy keeps them on this occasion. */
@@ -139,13 +170,22 @@ export class Provisioner {
       } else if (resource.type === 'AWS::StorageGateway::Volume') {
         // The volume goes with its target and the target's CHAP credentials; one already gone is deleted.
         this.callEmulator(id, () => this.emulator.storageGateway.DeleteVolume({ VolumeARN: resource.physicalId }), ['VolumeNotFound']);
+      } else if (resource.type === 'AWS::SSM::Parameter') {
+        this.callEmulator(id, () => this.emulator.ssm.DeleteParameter({ Name: resource.physicalId }), ['ParameterNotFound']);
       }
     }
   }
 
+  /** Writes an AWS::SSM::Parameter's value, as its resource handler does (PutParameter; the service checks the value). */
+  private putParameter(id: string, name: string, properties: Json, overwrite: boolean): void {
+    this.callEmulator(id, () => this.emulator.ssm.PutParameter({
+      Name: name, Value: properties.Value, Type: properties.Type, Description: properties.Description, Tier: properties.Tier, Overwrite: overwrite,
+    }));
+  }
+
   /**
    * Calls the emulator as a resource handler would; an AWS error fails the resource with a reason naming it (errors
-   * whose errorCode is in `ignored` count as done, and the call returns undefined).
+   * whose type or errorCode is in `ignored` count as done, and the call returns undefined).
    */
   private callEmulator<T>(logicalId: string, call: () => T): T;
   private callEmulator<T>(logicalId: string, call: () => T, ignored: string[]): T | undefined;
@@ -155,7 +195,7 @@ export class Provisioner {
     } catch (error) {
       if (!(error instanceof AwsError)) throw error;
       const code = (error.extra.error as { errorCode?: string } | undefined)?.errorCode;
-      if (code && ignored.includes(code)) return undefined;
+      if ((code && ignored.includes(code)) || ignored.includes(error.type)) return undefined;
       throw new StackFailure(`${logicalId}: ${error.type}${code ? ` (${code})` : ''}: ${error.message}`);
     }
   }

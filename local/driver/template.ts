@@ -1,8 +1,12 @@
 /**
  * Template resolution for the local CloudFormation driver: intrinsic functions (Ref, Fn::GetAtt, Fn::Join, Fn::Sub,
- * Fn::Split, Fn::Select, Fn::If and the condition functions), pseudo parameters, conditions, the dependency order of
- * resources and the outputs, against the stack's deployed resources.
+ * Fn::Split, Fn::Select, Fn::If, Fn::ImportValue and the condition functions), pseudo parameters, template parameters
+ * (an `AWS::SSM::Parameter::Value<...>` type read from Parameter Store), `{{resolve:ssm:NAME[:VERSION]}}` dynamic
+ * references, conditions, the dependency order of resources, the outputs and the exports and imports, against the
+ * stack's deployed resources.
  */
+import { Ssm } from '../emulator';
+import { ExportRegistry, StackExport } from './exports';
 import { Json, StackFailure, StackState, isCustom } from './types';
 
 const PSEUDO = (stackName: string, stackId: string, region: string, account: string): Record<string, string> => ({
@@ -11,13 +15,80 @@ const PSEUDO = (stackName: string, stackId: string, region: string, account: str
 });
 
 const NO_VALUE = Symbol('AWS::NoValue');
+const SSM_PARAMETER_TYPE = /^AWS::SSM::Parameter::Value<(.+)>$/;
+const SSM_DYNAMIC_REFERENCE = /\{\{resolve:ssm:([a-zA-Z0-9_.\-/]+(?::\d+)?)\}\}/g;
 
 export class TemplateResolver {
   constructor(
     private readonly stack: StackState,
-    private readonly where: { readonly region: string; readonly account: string },
+    private readonly where: { readonly region: string; readonly account: string; readonly ssm: Ssm },
     private readonly problems: string[],
+    private readonly exportRegistry: ExportRegistry,
   ) {}
+
+  /**
+   * The template parameters' values for an operation, as CloudFormation takes them when it starts one: the default,
+   * and for an `AWS::SSM::Parameter::Value<...>` type the Parameter Store value named by it (read now, so every
+   * deploy takes the current value). A missing SSM parameter fails the operation in CloudFormation's words.
+   */
+  parameterValues(template: Json): Record<string, Json> {
+    const values: Record<string, Json> = {};
+    const missing: string[] = [];
+    for (const [name, parameter] of Object.entries<Json>(template.Parameters ?? {})) {
+      const given = parameter.Default ?? '';
+      const ssmType = SSM_PARAMETER_TYPE.exec(parameter.Type ?? '');
+      if (!ssmType) {
+        values[name] = given;
+        continue;
+      }
+      const value = this.where.ssm.value(String(given));
+      if (value === undefined) missing.push(String(given));
+      values[name] = ssmType[1].startsWith('List<') ? value?.split(',') : value;
+    }
+    if (missing.length) throw new StackFailure(`Unable to fetch parameters [${missing.join(',')}] from parameter store for this account.`);
+    return values;
+  }
+
+  /**
+   * Replaces every `{{resolve:ssm:NAME[:VERSION]}}` in the strings of resolved `value` with the parameter's value, as
+   * CloudFormation does when it provisions a resource (and only then: a changed value alone does not update it).
+   */
+  dereference(value: Json): Json {
+    if (Array.isArray(value)) return value.map((v) => this.dereference(v));
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.dereference(v)]));
+    if (typeof value !== 'string' || !value.includes('{{resolve:ssm:')) return value;
+    return value.replace(SSM_DYNAMIC_REFERENCE, (_whole, selector: string) => {
+      const found = this.where.ssm.value(selector);
+      if (found === undefined) throw new StackFailure(`Parameters: [ssm:${selector}] cannot be found.`);
+      return found;
+    });
+  }
+
+  /** The exports of the template's outputs (whose Condition holds), resolved. */
+  exports(template: Json): StackExport[] {
+    return Object.entries<Json>(template?.Outputs ?? {})
+      .filter(([, output]) => output.Export && (!output.Condition || this.condition(output.Condition)))
+      .map(([outputKey, output]) => ({
+        name: String(this.resolve(output.Export.Name)), value: String(this.resolve(output.Value)),
+        outputKey, stackId: this.stack.id, stackName: this.stack.name,
+      }));
+  }
+
+  /** The export names the template imports (Fn::ImportValue) in its resources and outputs that are in use. */
+  imports(template: Json): string[] {
+    const names = new Set<string>();
+    const walk = (value: Json) => {
+      if (Array.isArray(value)) value.forEach(walk);
+      else if (value && typeof value === 'object') {
+        if ('Fn::ImportValue' in value) names.add(String(this.resolve(value['Fn::ImportValue'])));
+        Object.values(value).forEach(walk);
+      }
+    };
+    const inUse = (entry: Json) => !entry.Condition || this.condition(entry.Condition);
+    Object.values<Json>(template.Resources ?? {}).filter(inUse).forEach(walk);
+    Object.values<Json>(template.Outputs ?? {}).filter(inUse).forEach(walk);
+    return [...names].sort();
+  }
 
   /** The resources `id` references or depends on. */
   dependencies(template: Json, id: string): string[] {
@@ -101,7 +172,7 @@ export class TemplateResolver {
     const pseudo = PSEUDO(this.stack.name, this.stack.id, this.where.region, this.where.account);
     if (name in pseudo) return pseudo[name];
     const parameter = this.stack.template.Parameters?.[name];
-    if (parameter) return parameter.Default ?? '';
+    if (parameter) return name in this.stack.parameters ? this.stack.parameters[name] : parameter.Default ?? '';
     const resource = this.stack.resources.get(name);
     if (!resource) throw new StackFailure(`Ref to ${name}, which is not deployed`);
     return resource.physicalId;
@@ -160,6 +231,12 @@ export class TemplateResolver {
       case 'Fn::Or': return this.resolve(arg).some(Boolean);
       case 'Fn::Base64': return Buffer.from(String(this.resolve(arg))).toString('base64');
       case 'Fn::GetAZs': return ['a', 'b', 'c'].map((z) => `${this.where.region}${z}`);
+      case 'Fn::ImportValue': {
+        const name = String(this.resolve(arg));
+        const value = this.exportRegistry.value(name);
+        if (value === undefined) throw new StackFailure(`No export named ${name} found`);
+        return value;
+      }
       default: throw new StackFailure(`unsupported intrinsic function ${fn}`);
     }
   }

@@ -65,7 +65,13 @@ export interface Deployed {
   readonly attributes: Record<string, unknown>;
   /** A resource type the driver only stands in for: any attribute the template reads gets a plausible value. */
   readonly standIn?: boolean;
+  /** The resolved properties the resource was provisioned with (dynamic references replaced by their values). */
   readonly properties: Json;
+  /**
+   * The resolved properties with dynamic references (`{{resolve:ssm:NAME}}`) left as written: what CloudFormation
+   * compares to decide whether the resource changed.
+   */
+  readonly declared?: Json;
   readonly deletionPolicy?: string;
   readonly updateReplacePolicy?: string;
 }
@@ -89,6 +95,8 @@ export class StackState {
   id = '';
   assemblyDir = '';
   template: Json;
+  /** The template parameters' values for the current operation (an SSM parameter type holds the value read). */
+  parameters: Record<string, Json> = {};
   resources = new Map<string, Deployed>();
 }
 
