@@ -15,7 +15,7 @@ import type {
 } from 'aws-lambda';
 import {
   Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
-  TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
+  NO_INITIATORS_MARKER, TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
 import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, stackRollingBack, writeChangedSecrets } from './aws';
 import { ManagedInitiator, pairsAfter, planCredentials } from './plan';
@@ -90,11 +90,13 @@ export function physicalResourceId(targetArn: string): string {
 
 /**
  * Response Data: the sorted names comma-separated, their exact count, and whether the names had to be
- * shortened to fit `budget` bytes; a shortened list ends with `+N-more`, which no initiator name can be.
+ * shortened to fit `budget` bytes; a shortened list ends with `+N-more`, and no names at all read `+none` (an output
+ * can export it, a parameter can store it), which no initiator name can be.
  */
 export function initiatorData(names: readonly string[], budget: number): Record<string, string> {
   const render = (shown: readonly string[], truncated: boolean) => ({
-    [Attr.InitiatorNames]: [...shown, ...(truncated ? [`${TRUNCATION_MARKER_PREFIX}${names.length - shown.length}-more`] : [])].join(','),
+    [Attr.InitiatorNames]: names.length === 0 ? NO_INITIATORS_MARKER
+      : [...shown, ...(truncated ? [`${TRUNCATION_MARKER_PREFIX}${names.length - shown.length}-more`] : [])].join(','),
     [Attr.InitiatorCount]: String(names.length),
     [Attr.InitiatorNamesTruncated]: String(truncated),
   });

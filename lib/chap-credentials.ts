@@ -4,10 +4,11 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import {
   Attr, ChapMode, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
-  initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
+  initiatorNameError, initiatorSecretNamePart, parameterNameError, secretNameError, targetArnError,
 } from './api';
 import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
 import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
@@ -100,11 +101,24 @@ export interface ChapCredentialsProps {
   readonly outputInitiatorNames?: boolean;
 
   /**
-   * Export name of the initiator names output, so other stacks can import it.
+   * Export name of the initiator names output, so other stacks can import it (`Fn.importValue`). While another stack
+   * imports it, CloudFormation refuses every deploy of this stack that changes the names (a new initiator on the
+   * target, one removed); to follow the names without blocking deploys, read them from `initiatorNamesParameterName`
+   * instead. An export holds at most 1024 characters.
    *
    * @default - the output is not exported
    */
   readonly initiatorNamesExportName?: string;
+
+  /**
+   * Name of an SSM parameter (String, Standard tier) the stack writes the initiator names to, comma-separated as in the
+   * output, such as `/iscsi/myvolume/initiator-names`. Another stack reads it with
+   * `ssm.StringParameter.valueForStringParameter(this, name)`, which CloudFormation resolves at each of that stack's
+   * deploys: the names can change without any deploy being refused, and the reader follows them at its next deploy.
+   *
+   * @default - no parameter
+   */
+  readonly initiatorNamesParameterName?: string;
 
   /**
    * Re-read the target this often between deploys (an EventBridge schedule invokes the stack's provider function)
@@ -151,11 +165,13 @@ export class ChapCredentials extends Construct {
 
   /**
    * Comma-separated initiator names, sorted, as the target reports them. When they would not fit in a
-   * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`.
+   * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`. A target with no CHAP
+   * credentials gives `+none`, never an empty value (which an export or an SSM parameter refuses). Neither marker can
+   * be an initiator name (initiator names never hold `+`).
    */
   public readonly initiatorNamesCommaSeparated: string;
 
-  /** The initiator names as a list token (one element, `''`, when the target has none). */
+  /** The initiator names as a list token (one element, `+none`, when the target has none). */
   public readonly initiatorNames: string[];
 
   /** How many target-initiator pairs the target reports. */
@@ -166,6 +182,9 @@ export class ChapCredentials extends Construct {
 
   /** The stack output with the initiator names, when `outputInitiatorNames` is not false. */
   public readonly initiatorNamesOutput?: CfnOutput;
+
+  /** The SSM parameter holding the initiator names, when `initiatorNamesParameterName` is given. */
+  public readonly initiatorNamesParameter?: ssm.CfnParameter;
 
   /** The custom resource. */
   public readonly resource: CustomResource;
@@ -295,8 +314,22 @@ export class ChapCredentials extends Construct {
     if (props.outputInitiatorNames ?? true) {
       this.initiatorNamesOutput = new CfnOutput(this, 'InitiatorNames', {
         value: this.initiatorNamesCommaSeparated,
-        description: 'Initiator names with CHAP credentials on the target, comma-separated (ends with +N-more when shortened)',
+        description: 'Initiator names with CHAP credentials on the target, comma-separated (ends with +N-more when shortened; +none when none)',
         exportName: props.initiatorNamesExportName,
+      });
+    }
+
+    if (props.initiatorNamesParameterName !== undefined) {
+      const name = props.initiatorNamesParameterName;
+      if (!Token.isUnresolved(name)) {
+        const error = parameterNameError('initiatorNamesParameterName', name);
+        if (error) throw new Error(error);
+      }
+      this.initiatorNamesParameter = new ssm.CfnParameter(this, 'InitiatorNamesParameter', {
+        name,
+        type: 'String',
+        value: this.initiatorNamesCommaSeparated,
+        description: 'Initiator names with CHAP credentials on a Storage Gateway target, comma-separated (written by ChapCredentials)',
       });
     }
   }

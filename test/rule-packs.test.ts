@@ -98,6 +98,12 @@ const CASES: Array<[string, (app: App) => void, Record<string, unknown>, string[
     new ChapCredentials(stack, 'A', { volume, initiators: [HOST_A], manageCredentials: true, encryptionKey: key, refresh: Duration.hours(1) });
     new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), initiators: [HOST_B], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
   }, {}, []],
+  ['the initiator names exported and written to an SSM parameter', (app) => {
+    const stack = new Stack(app, 'Published');
+    new ChapCredentials(stack, 'A', {
+      targetArn: numberedTargetArn(1), initiatorNamesExportName: 'ANames', initiatorNamesParameterName: '/iscsi/a/initiator-names',
+    });
+  }, {}, []],
   ['two stacks, Aspects invoked in a single pass (@aws-cdk/core:aspectStabilization off)', (app) => {
     new ChapCredentials(new Stack(app, 'One'), 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], refresh: Duration.hours(1) });
     const two = new Stack(app, 'Two');
