@@ -13,7 +13,11 @@ import { SecretsManager } from './secrets-manager';
 import { StorageGateway } from './storage-gateway';
 
 export { AwsError } from './errors';
-export { SecretsManager } from './secrets-manager';
+export { ROTATION_STEPS, SecretsManager } from './secrets-manager';
+export type {
+  RotationAuthorizer, RotationEvent, RotationInvocation, RotationInvoker, RotationLogEvent, RotationOptions, RotationRecord, RotationRules,
+  RotationStatus, RotationStep,
+} from './secrets-manager';
 export { CloudFormation } from './cloudformation';
 export { StorageGateway, TARGET_IQN_PREFIX, volumeTargetArn } from './storage-gateway';
 export type { ChapCredential, Volume, VolumeSpec } from './storage-gateway';
