@@ -14,7 +14,11 @@ import { Ssm } from './ssm';
 import { StorageGateway } from './storage-gateway';
 
 export { AwsError } from './errors';
-export { SecretsManager } from './secrets-manager';
+export { ROTATION_STEPS, SecretsManager } from './secrets-manager';
+export type {
+  RotationAuthorizer, RotationEvent, RotationInvocation, RotationInvoker, RotationLogEvent, RotationOptions, RotationRecord, RotationRules,
+  RotationStatus, RotationStep,
+} from './secrets-manager';
 export { CloudFormation } from './cloudformation';
 export { Ssm, SSM_VALUE_MAX_LENGTH } from './ssm';
 export { StorageGateway, TARGET_IQN_PREFIX, volumeTargetArn } from './storage-gateway';
