@@ -12,9 +12,10 @@
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Emulator } from './emulator';
+import { Emulator, RotationRecord } from './emulator';
 import { ExportRegistry, StackExport } from './driver/exports';
 import { Invoker } from './driver/invoke';
+import { LambdaService } from './driver/lambda';
 import { Provisioner } from './driver/resources';
 import { TemplateResolver } from './driver/template';
 import { Deployed, DriverOptions, Invocation, Json, ResponseBody, StackFailure, StackResult, StackState, isCustom, policiesOf } from './driver/types';
@@ -22,6 +23,8 @@ import { Deployed, DriverOptions, Invocation, Json, ResponseBody, StackFailure, 
 export type { Deployed, DriverOptions, Invocation, ResponseBody, RunnerTiming, StackResult } from './driver/types';
 export { ExportRegistry } from './driver/exports';
 export type { StackExport } from './driver/exports';
+
+const isSchedule = (template: Json, id: string) => template.Resources[id].Type === 'AWS::SecretsManager::RotationSchedule';
 
 export class LocalCloudFormation {
   /** Everything wrong with a response or the template's use of one; a correct handler leaves it empty. */
@@ -33,13 +36,17 @@ export class LocalCloudFormation {
   private readonly provisioner: Provisioner;
   /** The exports and imports of every stack deployed against this driver's emulator. */
   readonly exports: ExportRegistry;
+  /** Function resource policies and invocation by ARN (Secrets Manager rotation) for every stack on the emulator. */
+  readonly lambda: LambdaService;
 
   constructor(options: DriverOptions) {
     this.emulator = options.emulator;
     this.exports = ExportRegistry.of(this.emulator);
     this.resolver = new TemplateResolver(this.stack, this.emulator, this.problems, this.exports);
     this.invoker = new Invoker(options, this.stack, this.problems);
-    this.provisioner = new Provisioner(this.stack, this.emulator, this.resolver, this.invoker);
+    this.lambda = LambdaService.of(this.emulator);
+    this.lambda.attach(this.invoker);
+    this.provisioner = new Provisioner(this.stack, this.emulator, this.resolver, this.invoker, this.lambda);
   }
 
   /** Every handler invocation, in order. */
@@ -132,6 +139,18 @@ export class LocalCloudFormation {
     return this.invoker.redeliver(invocation);
   }
 
+  /**
+   * Rotates a secret now, as `aws secretsmanager rotate-secret --secret-id ID` does (the function and rules its
+   * rotation schedule configured), and resolves when that rotation has ended, with its record (`status` says how).
+   * Secrets Manager's refusals (rotation not configured, the function's policy not admitting it, a previous rotation
+   * unfinished) throw its AwsError.
+   */
+  async rotateSecret(secretId: string, options: { readonly clientRequestToken?: string } = {}): Promise<RotationRecord> {
+    const sm = this.emulator.secretsManager;
+    const out = sm.RotateSecret({ SecretId: secretId, ...(options.clientRequestToken ? { ClientRequestToken: options.clientRequestToken } : {}) });
+    return sm.rotation(out.ARN, out.VersionId);
+  }
+
   /** Records the stack's status in the emulator, where handlers read it (DescribeStacks); returns it. */
   private setStatus(status: string): string {
     this.emulator.cloudFormation.setStatus(this.stack.id, this.stack.name, status);
@@ -146,7 +165,10 @@ export class LocalCloudFormation {
       stack.parameters = this.resolver.parameterValues(template);
       // As CloudFormation does, resources whose dependencies are in place are created in parallel.
       for (const level of this.resolver.levels(template)) {
-        const settled = await Promise.allSettled(level.map(async (id) => {
+        // Within a level the order is CloudFormation's to choose; rotation schedules go first, the worst case for a
+        // schedule not ordered after the permission that lets Secrets Manager invoke its function.
+        const schedulesFirst = [...level].sort((a, b) => Number(!isSchedule(template, a)) - Number(!isSchedule(template, b)));
+        const settled = await Promise.allSettled(schedulesFirst.map(async (id) => {
           stack.resources.set(id, await this.provisioner.create(id, template.Resources[id]));
         }));
         const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');

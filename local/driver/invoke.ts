@@ -13,6 +13,7 @@ import * as https from 'node:https';
 import { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Emulator } from '../emulator';
+import { FunctionRunner } from './lambda';
 import { Deployed, DriverOptions, Invocation, Json, ResponseBody, RunnerTiming, StackFailure, StackState } from './types';
 
 /** CloudFormation hands custom resources every scalar as a string. */
@@ -22,7 +23,7 @@ function stringify(value: Json): Json {
   return value === null || value === undefined ? value : String(value);
 }
 
-export class Invoker {
+export class Invoker implements FunctionRunner {
   /** Every handler invocation, in order. */
   readonly invocations: Invocation[] = [];
   /** The first N response PUTs answer 500 (each is still recorded as a try). */
@@ -127,6 +128,11 @@ export class Invoker {
     if (!fn) throw new Error(`${invocation.logicalId}: the event's function is not deployed`);
     const responseId = new URL(invocation.event.ResponseURL).pathname.split('/').pop()!;
     return this.withResponses(responseId, () => this.run(fn, invocation.logicalId, invocation.event, responseId));
+  }
+
+  /** Runs a function of this stack once with `event` (as another service invokes it), labelled `label`. */
+  async invoke(fn: Deployed, label: string, event: unknown): Promise<Invocation> {
+    return this.withResponses(randomUUID(), (responseId) => this.run(fn, label, event, responseId));
   }
 
   /** The deployed function of this stack whose ARN is `arn`. */

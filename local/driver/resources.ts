@@ -8,6 +8,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { AwsError, Emulator } from '../emulator';
 import { Invoker } from './invoke';
+import { LambdaService } from './lambda';
 import { TemplateResolver } from './template';
 import { Deployed, Json, Occasion, StackFailure, StackState, isCustom, policiesOf } from './types';
 
@@ -20,6 +21,7 @@ export class Provisioner {
     private readonly emulator: Emulator,
     private readonly resolver: TemplateResolver,
     private readonly invoker: Invoker,
+    private readonly lambda: LambdaService,
   ) {}
 
   /**
@@ -83,6 +85,22 @@ export class Provisioner {
         this.putParameter(id, name, properties, false);
         return { ...base, physicalId: name, attributes: { Type: properties.Type, Value: properties.Value } };
       }
+      case type === 'AWS::Lambda::Permission': {
+        // The permission's physical id is the statement id it adds to the function's resource policy.
+        const sid = this.generatedName(id, 100);
+        const refused = this.lambda.addPermission({
+          sid, functionArn: this.lambda.functionArn(String(properties.FunctionName)), action: properties.Action, principal: properties.Principal,
+          ...(properties.SourceAccount !== undefined ? { sourceAccount: String(properties.SourceAccount) } : {}),
+          ...(properties.SourceArn !== undefined ? { sourceArn: String(properties.SourceArn) } : {}),
+        });
+        if (refused) throw new StackFailure(`${id}: ${refused}`);
+        return { ...base, physicalId: sid, attributes: {} };
+      }
+      case type === 'AWS::SecretsManager::RotationSchedule': {
+        const out = this.rotate(id, properties);
+        // Ref is the secret's ARN.
+        return { ...base, physicalId: out.ARN, attributes: {} };
+      }
       case isCustom(type): {
         const body = await this.invoker.custom(id, 'Create', properties);
         return { ...base, physicalId: body.PhysicalResourceId, attributes: { ...(body.Data ?? {}) } };
@@ -125,6 +143,12 @@ export class Provisioner {
       secret.description = properties.Description;
       secret.kmsKeyId = properties.KmsKeyId;
       secret.tags = properties.Tags ?? [];
+      return { ...old, properties, ...policies };
+    }
+    if (definition.Type === 'AWS::Lambda::Permission') return this.create(id, definition); // every property replaces
+    if (definition.Type === 'AWS::SecretsManager::RotationSchedule') {
+      if (properties.SecretId !== old.properties.SecretId) return this.create(id, definition); // replacement
+      this.rotate(id, properties);
       return { ...old, properties, ...policies };
     }
     if (definition.Type === 'AWS::SSM::Parameter') {
@@ -170,10 +194,37 @@ export class Provisioner {
       } else if (resource.type === 'AWS::StorageGateway::Volume') {
         // The volume goes with its target and the target's CHAP credentials; one already gone is deleted.
         this.callEmulator(id, () => this.emulator.storageGateway.DeleteVolume({ VolumeARN: resource.physicalId }), ['VolumeNotFound']);
+      } else if (resource.type === 'AWS::Lambda::Permission') {
+        this.lambda.removePermission(resource.physicalId);
+      } else if (resource.type === 'AWS::SecretsManager::RotationSchedule') {
+        // Rotation is turned off; a secret already gone (or marked for deletion) needs nothing.
+        this.callEmulator(id, () => this.emulator.secretsManager.CancelRotateSecret({ SecretId: resource.physicalId }),
+          ['ResourceNotFoundException', 'InvalidRequestException']);
       } else if (resource.type === 'AWS::SSM::Parameter') {
         this.callEmulator(id, () => this.emulator.ssm.DeleteParameter({ Name: resource.physicalId }), ['ParameterNotFound']);
       }
     }
+  }
+
+  /**
+   * Configures an AWS::SecretsManager::RotationSchedule as its resource handler does: RotateSecret with the function
+   * and rules, rotating at once unless RotateImmediatelyOnUpdate is false (then Secrets Manager only tests the
+   * configuration). Secrets Manager refuses with AccessDeniedException when the function's policy does not admit it
+   * yet: the schedule must be created after its AWS::Lambda::Permission.
+   */
+  private rotate(id: string, properties: Json): { ARN: string } {
+    if (properties.HostedRotationLambda !== undefined) throw new StackFailure(`${id}: HostedRotationLambda is not supported by the local driver`);
+    const rules = properties.RotationRules ?? {};
+    const days = rules.AutomaticallyAfterDays;
+    return this.callEmulator(id, () => this.emulator.secretsManager.RotateSecret({
+      SecretId: properties.SecretId,
+      RotationLambdaARN: properties.RotationLambdaARN,
+      RotationRules: {
+        ...rules,
+        ...(days !== undefined ? { AutomaticallyAfterDays: typeof days === 'string' && /^\d+$/.test(days) ? Number(days) : days } : {}),
+      },
+      RotateImmediately: properties.RotateImmediatelyOnUpdate === undefined ? true : String(properties.RotateImmediatelyOnUpdate) === 'true',
+    }));
   }
 
   /** Writes an AWS::SSM::Parameter's value, as its resource handler does (PutParameter; the service checks the value). */
