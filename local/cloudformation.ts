@@ -7,7 +7,10 @@
  * - driver/exports.ts: the exports and imports of the stacks of an account and region, and what CloudFormation refuses;
  * - driver/resources.ts: resource provisioning (create, update, delete per resource type; deletion policies);
  * - driver/invoke.ts: invocation (a function run from its asset folder in a child process, custom resource events
- *   and their checked responses, redelivery, EventBridge rules).
+ *   and their checked responses, redelivery, EventBridge rules);
+ * - driver/lambda.ts: function resource policies (AWS::Lambda::Permission) and invocation by ARN for other services:
+ *   the emulator's Secrets Manager rotation steps, refused when the policy does not admit Secrets Manager;
+ * - driver/types.ts: what the parts share (options, the stack's state, invocations, StackFailure).
  */
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';

@@ -9,6 +9,8 @@
 import { AwsError, Constraint, validate } from './errors';
 
 const NAME: Constraint = { required: true, min: 1, max: 2048, pattern: /^[a-zA-Z0-9_.\-/]+$/ };
+/** A name, or NAME:VERSION. */
+const SELECTOR: Constraint = { required: true, min: 1, max: 2048, pattern: /^[a-zA-Z0-9_.\-/]+(:\d+)?$/ };
 /** Standard tier: up to 4 KB. */
 export const SSM_VALUE_MAX_LENGTH = 4096;
 
@@ -70,7 +72,7 @@ export class Ssm {
   }
 
   GetParameter(input: Record<string, unknown>) {
-    validate(input, { Name: NAME, WithDecryption: { type: 'boolean' } });
+    validate(input, { Name: SELECTOR, WithDecryption: { type: 'boolean' } });
     return { Parameter: this.describe(input.Name as string) };
   }
 
