@@ -184,6 +184,15 @@ test('a step whose function policy no longer admits Secrets Manager is refused b
   await expect(cfn.rotateSecret(secretArn())).rejects.toThrow(AwsError);
 });
 
+test('redelivered steps (each delivered twice, as Secrets Manager may) run the function twice each', async () => {
+  cfn.lambda.redeliverRotationSteps(['createSecret', 'setSecret', 'testSecret', 'finishSecret']);
+  await deploy();
+  const record = await emulator.secretsManager.rotation(secretArn());
+  expect(record.status).toBe('succeeded');
+  expect(steps()).toEqual(['createSecret', 'createSecret', 'setSecret', 'setSecret', 'testSecret', 'testSecret', 'finishSecret', 'finishSecret']);
+  expect(current()).toBe(`rotated-${record.versionId}`);
+});
+
 test('a function that fails a step fails the rotation with its error; the stack operation itself completes', async () => {
   expect((await deploy({ failStep: 'setSecret' })).status).toBe('CREATE_COMPLETE');
   const record = await emulator.secretsManager.rotation(secretArn());

@@ -6,7 +6,7 @@
  * `secretsmanager.amazonaws.com` (with the statement's SourceAccount and SourceArn conditions met), which Lambda
  * refuses with AccessDeniedException, as RotateSecret does before it starts.
  */
-import { Emulator, RotationEvent } from '../emulator';
+import { Emulator, RotationEvent, RotationStep } from '../emulator';
 import { Deployed, Invocation } from './types';
 
 export const SECRETS_MANAGER_PRINCIPAL = 'secretsmanager.amazonaws.com';
@@ -59,8 +59,17 @@ export class LambdaService {
   private readonly runners = new Set<FunctionRunner>();
 
   private constructor(private readonly emulator: Emulator) {
-    emulator.secretsManager.setRotationInvoker((lambdaArn, event) => this.rotate(lambdaArn, event), {
+    this.redeliverRotationSteps([]);
+  }
+
+  /**
+   * Has Secrets Manager deliver these rotation steps twice in a row, as it may (a rotation function must converge);
+   * `[]` for once each.
+   */
+  redeliverRotationSteps(steps: readonly RotationStep[]): void {
+    this.emulator.secretsManager.setRotationInvoker((lambdaArn, event) => this.rotate(lambdaArn, event), {
       authorize: (lambdaArn, secretArn) => this.admits(lambdaArn, SECRETS_MANAGER_PRINCIPAL, this.emulator.account, secretArn),
+      redeliver: steps,
     });
   }
 
