@@ -19,6 +19,8 @@ const DAY_MS = 86_400_000;
 
 let emulator: Emulator;
 let sm: SecretsManagerClient;
+/** The open functions of every gate a test made. */
+const gates: (() => void)[] = [];
 
 beforeEach(async () => {
   emulator = await startEmulator();
@@ -29,6 +31,8 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
+  // A test that failed half way may leave a rotation waiting at a gate: open them all so it can end.
+  for (const open of gates.splice(0)) open();
   await emulator.secretsManager.settled();
   sm.destroy();
   await emulator.stop();
@@ -51,6 +55,7 @@ function gate() {
   let arrive!: () => void;
   const opened = new Promise<void>((resolve) => (open = resolve));
   const reached = new Promise<void>((resolve) => (arrive = resolve));
+  gates.push(open);
   return { opened, open, reached, arrive };
 }
 
