@@ -77,6 +77,9 @@ export interface ChapResourceProperties {
   readonly [Prop.CredentialKeyArn]?: string;
 }
 
+/** The provider function's environment variable naming the stack's credential key secret (stacks with managing constructs). */
+export const CREDENTIAL_KEY_ENV = 'CHAP_CREDENTIAL_KEY_ARN';
+
 /** Key of a scheduled refresh event: its value is the construct's properties, as the custom resource gets them. */
 export const REFRESH_EVENT_KEY = 'ChapCredentialsRefresh';
 

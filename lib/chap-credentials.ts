@@ -237,31 +237,25 @@ export class ChapCredentials extends Construct {
       return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.ref };
     });
 
-    // Managed: the credentials this stack sets are derived from a random key that CloudFormation generates here and
-    // only the provider's role reads, so the handler knows its own credentials on the gateway (see lambda/plan.ts).
-    const credentialKey = this.managesCredentials ? newSecret('CredentialKey',
-      'Key from which ChapCredentials derives the CHAP credentials it sets on a Storage Gateway target (read only by its provider)', {
-        generateSecretString: { passwordLength: 64, excludePunctuation: true },
-        rotationReason: 'The key identifies the CHAP credentials this stack set on the gateway; rotating it would make the stack '
-          + 'forget them (they would then be left on the gateway when their initiator leaves). Rotate CHAP credentials by '
-          + 'redeclaring the initiator instead.',
-      }) : undefined;
-
     const provider = ChapCredentialsProvider.getOrCreate(this);
+    // Managed: the credentials this stack sets are derived from the stack's one credential key (a random value that
+    // CloudFormation generates and only the provider's role reads), so the handler knows its own credentials on the
+    // gateway, and an initiator gets the same target secret on every target of the stack (see lambda/plan.ts).
+    const credentialKeyArn = this.managesCredentials ? provider.credentialKeyArn(props.encryptionKey) : undefined;
     provider.register({
       targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
       encryptionKey: props.encryptionKey,
-      ...(credentialKey ? { credentialKeyArn: credentialKey.ref, removesAdoptedCredentials: props.removeAdoptedCredentials ?? false } : {}),
+      ...(credentialKeyArn ? { credentialKeyArn, removesAdoptedCredentials: props.removeAdoptedCredentials ?? false } : {}),
     });
 
     const properties = {
       [Prop.TargetArn]: this.targetArn,
       [Prop.TargetSecretArn]: this.targetSecretResource.ref,
       ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
-      ...(credentialKey ? {
+      ...(credentialKeyArn ? {
         [Prop.Manage]: props.chapMode ?? ChapMode.MUTUAL,
-        [Prop.CredentialKeyArn]: credentialKey.ref,
+        [Prop.CredentialKeyArn]: credentialKeyArn,
         ...(props.removeAdoptedCredentials ? { [Prop.RemoveAdopted]: 'true' } : {}),
       } : {}),
     };
