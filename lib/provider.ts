@@ -39,6 +39,14 @@ export interface ProviderRegistration {
   readonly credentialKeyArn?: string;
 
   /**
+   * The initiator secrets Secrets Manager rotates through this provider's function: the role may describe them and
+   * move their version stages.
+   *
+   * @default - none
+   */
+  readonly rotatedSecretArns?: string[];
+
+  /**
    * Whether the construct removes adopted credentials on request: the handler then reads the stack's status, so that a
    * rollback never removes them.
    *
@@ -78,6 +86,8 @@ export class ChapCredentialsProvider extends Construct {
   /** Statements added on first use (a customer key, a managing construct), by sid. */
   private readonly onDemand = new Map<string, iam.PolicyStatement>();
   private readonly keys = new Set<kms.IKey>();
+  /** The permission that lets Secrets Manager invoke the function for rotations, made on first use. */
+  private rotationInvokePermission?: lambda.CfnPermission;
   /** Credential key ARNs already readable (one per stack, registered by every managing construct). */
   private readonly keyArns = new Set<string>();
   /** The stack's credential key, made when the first managing construct registers. */
@@ -180,6 +190,21 @@ export class ChapCredentialsProvider extends Construct {
     return secret.ref;
   }
 
+  /**
+   * The permission that lets Secrets Manager invoke the function as the rotation function of this account's secrets
+   * (`aws:SourceAccount`), made once per stack. Rotation schedules depend on it, so none exists before the function
+   * may be invoked.
+   */
+  public rotationPermission(): lambda.CfnPermission {
+    this.rotationInvokePermission ??= new lambda.CfnPermission(this, 'RotationPermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: this.function.functionArn,
+      principal: 'secretsmanager.amazonaws.com',
+      sourceAccount: Stack.of(this).account,
+    });
+    return this.rotationInvokePermission;
+  }
+
   /** Allows the handler exactly what one ChapCredentials needs. */
   public register(registration: ProviderRegistration): void {
     this.describeStatement.addResources(registration.targetArn);
@@ -192,6 +217,11 @@ export class ChapCredentialsProvider extends Construct {
         this.keyArns.add(registration.credentialKeyArn);
         this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(registration.credentialKeyArn);
       }
+    }
+    if (registration.rotatedSecretArns?.length) {
+      // Rotation steps: the version stages of exactly the rotated secrets (values are read and written as before).
+      this.statement('RotateChapSecrets', ['secretsmanager:DescribeSecret', 'secretsmanager:UpdateSecretVersionStage'])
+        .addResources(...registration.rotatedSecretArns);
     }
     if (registration.removesAdoptedCredentials && !this.onDemand.has('ReadStackStatus')) {
       this.statement('ReadStackStatus', ['cloudformation:DescribeStacks']).addResources(Stack.of(this).stackId);
