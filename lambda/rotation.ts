@@ -182,11 +182,12 @@ async function createSecret({ event, rotated, pendingValue, signal }: StepInput)
 /** setSecret: the pending credentials onto the gateway, unless it already holds them (no second write, no extra close). */
 async function setSecret({ event, rotated, pendingValue, signal }: StepInput): Promise<string> {
   const pending = check(pendingPair(rotated, pendingValue, event.ClientRequestToken));
-  const [key, pairs] = await Promise.all([credentialKey(rotated, signal), describeChapCredentials(pending.targetArn, signal)]);
+  const key = await credentialKey(rotated, signal);
   const seed = { key, targetArn: pending.targetArn, initiatorName: pending.initiatorName, secretArn: rotated.secretArn };
   if (!setByStack(pending, seed)) {
     throw new RotationError(`rotation refused for secret ${rotated.secretArn}: its pending credentials were not made by this stack's createSecret`);
   }
+  const pairs = await describeChapCredentials(pending.targetArn, signal);
   if (gatewayHolds(gatewayPair(pairs, pending), pending)) return 'the gateway already holds the pending credentials';
   await setChapCredentials(pending, signal);
   return 'set the pending credentials on the gateway';
