@@ -59,7 +59,11 @@ function moveStage(s: Secret, stage: string, id: string) {
   }
   s.versions.get(id)!.stages.add(stage);
 }
-const current = (arn: string) => { const s = secret(arn); const id = stageOn(s, 'AWSCURRENT'); return id ? s.versions.get(id)!.value : undefined; };
+function current(arn: string): string | undefined {
+  const s = secret(arn);
+  const id = stageOn(s, 'AWSCURRENT');
+  return id ? s.versions.get(id)!.value : undefined;
+}
 const currentPair = (arn: string) => JSON.parse(current(arn)!) as ChapPair;
 const stagesOf = (arn: string) => Object.fromEntries([...secret(arn).versions].filter(([, v]) => v.stages.size).map(([id, v]) => [id, [...v.stages].sort()]));
 
