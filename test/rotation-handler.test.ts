@@ -65,7 +65,8 @@ function current(arn: string): string | undefined {
   return id ? s.versions.get(id)!.value : undefined;
 }
 const currentPair = (arn: string) => JSON.parse(current(arn)!) as ChapPair;
-const stagesOf = (arn: string) => Object.fromEntries([...secret(arn).versions].filter(([, v]) => v.stages.size).map(([id, v]) => [id, [...v.stages].sort()]));
+const stagesOf = (arn: string) => Object.fromEntries([...secret(arn).versions]
+  .filter(([, v]) => v.stages.size).map(([id, v]) => [id, [...v.stages].sort()]));
 
 function givenModels() {
   sm.onAnyCommand().rejects(new Error('unexpected Secrets Manager command'));
