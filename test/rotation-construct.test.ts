@@ -7,6 +7,7 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import { ChapCredentials, ChapCredentialsProps, ChapRotation, RESOURCE_TYPE } from '../lib';
 import { CREDENTIAL_KEY_ENV, ROTATION_TARGET_SECRET_TAG } from '../lib/api';
+import { demoStack } from '../bin/demo-stack';
 import { HOST_A, HOST_B, numberedTargetArn } from './fixtures';
 
 function newStack(): Stack {
@@ -136,5 +137,20 @@ describe('rotation schedules', () => {
       "'rotation' must be a Secrets Manager schedule expression, 'rate(N hours)', 'rate(N days)' or 'cron(...)', got expression \"every tuesday\""],
   ])('refused: %s', (_, extra, message) => {
     expect(() => new ChapCredentials(newStack(), 'Chap', rotating(1, extra as Partial<ChapCredentialsProps>))).toThrow(message);
+  });
+});
+
+describe('the demo app', () => {
+  const demo = (context: Record<string, string>) => demoStack(new App({ context: { targetArn: numberedTargetArn(1), ...context } }));
+
+  test('-c rotation=30 beside -c manage=true -c initiators=...: one schedule per initiator, every 30 days', () => {
+    const template = Template.fromStack(demo({ manage: 'true', initiators: `${HOST_A},${HOST_B}`, rotation: '30' }));
+    template.resourceCountIs('AWS::SecretsManager::RotationSchedule', 2);
+    template.hasResourceProperties('AWS::SecretsManager::RotationSchedule', { RotationRules: { AutomaticallyAfterDays: 30 } });
+  });
+
+  test('a rotation that is not whole days, or without -c manage=true, is refused', () => {
+    expect(() => demo({ manage: 'true', initiators: HOST_A, rotation: 'weekly' })).toThrow("'-c rotation' must be a whole number of days (1 to 1000), got 'weekly'");
+    expect(() => demo({ initiators: HOST_A, rotation: '30' })).toThrow("'rotation' needs 'manageCredentials: true'");
   });
 });
