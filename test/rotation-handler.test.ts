@@ -211,6 +211,7 @@ describe('a rotation', () => {
     // The calls of one rotation: reads, one PutSecretValue of the pending version, one gateway write, the target secret, the stage.
     expect(calls().filter((c) => !['DescribeSecret', 'GetSecretValue', 'DescribeChapCredentials'].includes(c)).sort())
       .toEqual(['PutSecretValue', 'PutSecretValue', 'UpdateChapCredentials', 'UpdateSecretVersionStage']);
+    expect(calls()).toHaveLength(24); // the README's figure (Costs)
   });
 
   test('one-way credentials stay one-way', async () => {
