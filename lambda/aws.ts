@@ -265,12 +265,16 @@ export function secretVersionValue(secretArn: string, versionId: string, abortSi
 }
 
 /**
- * Stores `value` as the version `versionId` labelled AWSPENDING (a rotation's createSecret). Secrets Manager ignores a
- * repeat with the same value, so two deliveries at once store one version.
+ * Stores `value` as the version `versionId` labelled AWSPENDING (a rotation's createSecret), with the event's
+ * RotationToken when it has one (sensitive: never logged). Secrets Manager ignores a repeat with the same value, so two
+ * deliveries at once store one version.
  */
-export async function putPendingValue(secretArn: string, value: string, versionId: string, abortSignal?: AbortSignal): Promise<void> {
+export async function putPendingValue(
+  secretArn: string, value: string, versionId: string, rotationToken?: string, abortSignal?: AbortSignal,
+): Promise<void> {
   await call('PutSecretValue', `secret ${secretArn} version ${versionId}`, () => sm().send(new PutSecretValueCommand({
     SecretId: secretArn, SecretString: value, ClientRequestToken: versionId, VersionStages: ['AWSPENDING'],
+    ...(rotationToken ? { RotationToken: rotationToken } : {}),
   }), { abortSignal }));
 }
 

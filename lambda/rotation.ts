@@ -175,7 +175,7 @@ async function createSecret({ event, rotated, pendingValue, signal }: StepInput)
   const { initiatorName, targetArn } = rotated.current;
   const seed = { key, targetArn, initiatorName, secretArn: rotated.secretArn, rotation: event.ClientRequestToken };
   const next = stackCredentials(seed, modeOf(rotated.current));
-  await putPendingValue(rotated.secretArn, JSON.stringify(next), event.ClientRequestToken, signal);
+  await putPendingValue(rotated.secretArn, JSON.stringify(next), event.ClientRequestToken, event.RotationToken, signal);
   return 'stored the pending credentials';
 }
 

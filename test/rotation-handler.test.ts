@@ -410,10 +410,13 @@ describe('the stack knows rotated credentials as its own', () => {
 describe('handler', () => {
   const context = { getRemainingTimeInMillis: () => 60_000, awsRequestId: 'invocation-1' } as Context;
 
-  test('routes a rotation step, logs the step and the outcome, never a value', async () => {
+  test('routes a rotation step, passes the RotationToken to PutSecretValue, logs the step and the outcome, never a value or that token', async () => {
     await deployed();
     const token = startRotation(A);
-    await handler({ Step: 'createSecret', SecretId: A, ClientRequestToken: token }, context);
+    const rotationToken = randomUUID();
+    await handler({ Step: 'createSecret', SecretId: A, ClientRequestToken: token, RotationToken: rotationToken }, context);
+    expect(sm).toHaveReceivedCommandWith(PutSecretValueCommand, { SecretId: A, ClientRequestToken: token, VersionStages: ['AWSPENDING'], RotationToken: rotationToken });
+    expect(logs.join('\n')).not.toContain(rotationToken);
     expect(secret(A).versions.get(token)!.value).toBeDefined();
     expect(logs.join('\n')).toContain('"message":"rotation done"');
     expect(logs.join('\n')).not.toContain(JSON.parse(secret(A).versions.get(token)!.value!).secretToAuthenticateInitiator);
