@@ -36,6 +36,8 @@ const describable = new Set<string>();
 const gateway = new Map<string, ChapPair>();
 /** Gateway writes still to fail (as a busy gateway answers). */
 let failingWrites = 0;
+/** Runs before a PutSecretValue is stored (once), to interleave another rotation with a write under way. */
+let beforePut: ((secretId: string) => Promise<void>) | undefined;
 let logs: string[] = [];
 
 function error(name: string, message = name) {
@@ -86,7 +88,12 @@ function givenModels() {
     if (v?.value === undefined) throw new ResourceNotFoundException({ message: 'no such version value', $metadata: {} });
     return { ARN: SecretId, VersionId: id, SecretString: v.value, VersionStages: [...v.stages] };
   });
-  sm.on(PutSecretValueCommand).callsFake(({ SecretId, SecretString, ClientRequestToken, VersionStages }) => {
+  sm.on(PutSecretValueCommand).callsFake(async ({ SecretId, SecretString, ClientRequestToken, VersionStages }) => {
+    const hook = beforePut;
+    if (hook) {
+      beforePut = undefined;
+      await hook(SecretId);
+    }
     const s = secret(SecretId);
     const id = ClientRequestToken ?? randomUUID();
     const existing = s.versions.get(id);
@@ -177,6 +184,7 @@ beforeEach(() => {
   describable.clear();
   gateway.clear();
   failingWrites = 0;
+  beforePut = undefined;
   givenModels();
   secret(KEY_ARN).versions.set('key', { value: KEY, stages: new Set(['AWSCURRENT']) });
   process.env[CREDENTIAL_KEY_ENV] = KEY_ARN;
@@ -250,6 +258,23 @@ describe('a rotation', () => {
     await step('finishSecret', B, b);
     expect(sgw).toHaveReceivedCommandTimes(UpdateChapCredentialsCommand, 2 + 2); // two at Create, one per rotation
     expectInStep();
+  });
+
+  test('a whole rotation of another initiator lands between one finishSecret\'s read and its write: the stale write is caught and redone', async () => {
+    await deployed();
+    const [a, b] = [startRotation(A), startRotation(B)];
+    for (const s of ['createSecret', 'setSecret', 'testSecret'] as const) await step(s, A, a);
+    await step('createSecret', B, b);
+    // A's finishSecret read the gateway before B's credentials changed; B then rotates completely, then A's write lands.
+    beforePut = async (secretId) => {
+      expect(secretId).toBe(TARGET_SECRET_ARN);
+      for (const s of ['setSecret', 'testSecret', 'finishSecret'] as const) await step(s, B, b);
+    };
+    await step('finishSecret', A, a);
+    expect(beforePut).toBeUndefined(); // the interleaving happened
+    expectInStep();
+    expect(stagesOf(A)[a]).toContain('AWSCURRENT');
+    expect(stagesOf(B)[b]).toContain('AWSCURRENT');
   });
 });
 
