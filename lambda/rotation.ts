@@ -145,6 +145,26 @@ export function targetSecretJson(targetArn: string, pairs: readonly ChapPair[]):
 /** Rounds finishSecret may write the target secret when other rotations of the same target change the gateway meanwhile. */
 export const TARGET_SECRET_ROUNDS = 3;
 
+/**
+ * What one round of finishSecret does with the target secret, given its current value and the pairs the gateway just
+ * reported: nothing when it already holds them ('in-step'), refuse when it is another target's secret, else write
+ * ('write'), at most TARGET_SECRET_ROUNDS times ('give-up' after). A write is followed by another round, so a write
+ * made stale by another rotation of the same target meanwhile is caught and redone.
+ */
+export function targetSecretRound(
+  targetValue: string | undefined, targetArn: string, pairs: readonly ChapPair[], round: number,
+): 'in-step' | 'write' | 'other-target' | 'give-up' {
+  let stored: unknown;
+  try {
+    stored = (JSON.parse(targetValue ?? '') as Partial<TargetSecretValue>)?.targetArn;
+  } catch {
+    stored = undefined;
+  }
+  if (stored !== undefined && stored !== targetArn) return 'other-target';
+  if (targetValue === targetSecretJson(targetArn, pairs)) return 'in-step';
+  return round < TARGET_SECRET_ROUNDS ? 'write' : 'give-up';
+}
+
 function check<T extends object>(result: T | { refused: string }): T {
   if ('refused' in result) throw new RotationError(result.refused);
   return result;
@@ -220,22 +240,16 @@ async function finishSecret({ event, rotated, description, pendingValue, signal 
       throw new RotationError(`finishSecret failed for secret ${rotated.secretArn}: target ${pending.targetArn} no longer holds the pending credentials `
         + `of initiator ${pending.initiatorName}`);
     }
-    const stored = (() => {
-      try {
-        return (JSON.parse(targetValue ?? '') as Partial<TargetSecretValue>).targetArn;
-      } catch {
-        return undefined;
-      }
-    })();
-    if (stored !== undefined && stored !== pending.targetArn) {
+    const next = targetSecretRound(targetValue, pending.targetArn, pairs, round);
+    if (next === 'other-target') {
       throw new RotationError(`rotation refused for secret ${rotated.secretArn}: its ${ROTATION_TARGET_SECRET_TAG} tag names a secret of another target`);
     }
-    const json = targetSecretJson(pending.targetArn, pairs);
-    if (targetValue === json) break;
-    if (round === TARGET_SECRET_ROUNDS) {
+    if (next === 'in-step') break;
+    if (next === 'give-up') {
       throw new RotationError(`finishSecret failed for secret ${rotated.secretArn}: the target secret ${rotated.targetSecretArn} could not be kept `
         + `equal to target ${pending.targetArn} in ${TARGET_SECRET_ROUNDS} rounds`);
     }
+    const json = targetSecretJson(pending.targetArn, pairs);
     await writeChangedSecrets([{ secretArn: rotated.targetSecretArn, value: json }], new Map([[rotated.targetSecretArn, targetValue]]),
       `rotation\n${rotated.secretArn}\n${event.ClientRequestToken}\n${round}`, signal);
     written++;

@@ -2,9 +2,10 @@
 import { ChapPair, ROTATION_TARGET_SECRET_TAG } from '../lib/api';
 import { SecretDescription } from '../lambda/aws';
 import {
-  currentVersion, gatewayHolds, isConfigurationTest, isRotationEvent, pendingPair, rotatedSecret, rotationEventError, targetSecretJson, versionState,
+  TARGET_SECRET_ROUNDS, currentVersion, gatewayHolds, isConfigurationTest, isRotationEvent, pendingPair, rotatedSecret, rotationEventError,
+  targetSecretJson, targetSecretRound, versionState,
 } from '../lambda/rotation';
-import { DOC_TARGET_ARN, HOST_A, TARGET_SECRET_ARN, cfnEvent, initiatorSecretArn, secretValue } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, OTHER_TARGET_ARN, TARGET_SECRET_ARN, cfnEvent, initiatorSecretArn, secretValue } from './fixtures';
 
 const ARN = initiatorSecretArn(HOST_A);
 const KEY_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:ChapCredentialKey-KeY123';
@@ -93,6 +94,7 @@ describe('which secrets the function rotates', () => {
 
 describe('test and finish decisions', () => {
   const pending = pair();
+  const PAIRS = [pair(), pair({ initiatorName: 'iqn.1994-05.com.redhat:host-b' })];
   test.each([
     ['the configuration test: a pending version createSecret never filled', undefined, true],
     ['a pending value', JSON.stringify(pending), false],
@@ -107,6 +109,17 @@ describe('test and finish decisions', () => {
     ['the gateway has no pair for the initiator', undefined, false],
   ])('%s', (_, onGateway, expected) => {
     expect(gatewayHolds(onGateway, pending)).toBe(expected);
+  });
+
+  test.each([
+    ['already what the gateway holds', () => targetSecretJson(DOC_TARGET_ARN, PAIRS), 0, 'in-step'],
+    ['older pairs', () => targetSecretJson(DOC_TARGET_ARN, [PAIRS[0]]), 0, 'write'],
+    ['older pairs after a write made stale meanwhile', () => targetSecretJson(DOC_TARGET_ARN, [PAIRS[0]]), 1, 'write'],
+    ['still not in step after every round', () => targetSecretJson(DOC_TARGET_ARN, [PAIRS[0]]), TARGET_SECRET_ROUNDS, 'give-up'],
+    ['no value yet', () => undefined, 0, 'write'],
+    ['the secret of another target (a wrong tag)', () => targetSecretJson(OTHER_TARGET_ARN, PAIRS), 0, 'other-target'],
+  ])('finishSecret and the target secret: %s', (_, value, round, expected) => {
+    expect(targetSecretRound(value(), DOC_TARGET_ARN, PAIRS, round)).toBe(expected);
   });
 
   test('the target secret is written as a deploy writes it', () => {
