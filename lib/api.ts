@@ -77,6 +77,15 @@ export interface ChapResourceProperties {
   readonly [Prop.CredentialKeyArn]?: string;
 }
 
+/** The provider function's environment variable naming the stack's credential key secret (stacks with managing constructs). */
+export const CREDENTIAL_KEY_ENV = 'CHAP_CREDENTIAL_KEY_ARN';
+
+/**
+ * Tag of each rotated initiator secret: the ARN of its construct's target secret, which a rotation keeps in step.
+ * CloudFormation sets it; the function reads it with DescribeSecret, which its role may call only on rotated secrets.
+ */
+export const ROTATION_TARGET_SECRET_TAG = 'chap-credentials:target-secret';
+
 /** Key of a scheduled refresh event: its value is the construct's properties, as the custom resource gets them. */
 export const REFRESH_EVENT_KEY = 'ChapCredentialsRefresh';
 
