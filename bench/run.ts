@@ -11,6 +11,7 @@ import { App } from 'aws-cdk-lib';
 import { LocalCloudFormation } from '../local/cloudformation';
 import { Call, Emulator, startEmulator } from '../local/emulator';
 import { BenchOptions, Kind, STACK, benchStack, initiatorName, targetArn } from './apps';
+import { rotationSection } from './rotation';
 
 const ROOT = path.join(__dirname, '..');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-bench-'));
@@ -471,6 +472,7 @@ async function main(): Promise<void> {
   await deployLatency();
   await managedCredentials();
   await throughput();
+  await rotationSection({ out, goals, tmp: TMP }); // skipped unless BENCH_SECTIONS (when set) names 'rotation'
   out('## Goals');
   out();
   out('| goal | measured | met |');
