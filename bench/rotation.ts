@@ -35,6 +35,8 @@ export interface RotationBench {
   readonly tmp: string;
   /** 1 and 20 initiators only. @default BENCH_QUICK is set */
   readonly quick?: boolean;
+  /** The numbers of initiators measured. @default 1, 20 and 100 (1 and 20 when quick) */
+  readonly sizes?: number[];
 }
 
 const GATEWAY_WRITES = ['UpdateChapCredentials', 'DeleteChapCredentials'];
@@ -100,10 +102,11 @@ async function measure(tmp: string, initiators: number) {
     const deployed = await cfn.deploy(assembly(tmp, initiators), STACK);
     await sm.settled(); // the configuration tests the rotation schedules started
     if (deployed.status !== 'CREATE_COMPLETE') throw new Error(`rotation bench, ${initiators} initiators: ${deployed.status} ${deployed.reason}`);
+    // Reported, not thrown: Secrets Manager tests every new schedule at once, so with many initiators the function's
+    // invocations run side by side.
     const tests = sm.rotations.filter((r) => r.kind === 'configurationTest');
-    if (tests.length !== initiators || tests.some((t) => t.status !== 'succeeded')) {
-      throw new Error(`rotation bench, ${initiators} initiators: configuration tests ${tests.map((t) => t.status).join(', ')}`);
-    }
+    const failedTests = tests.filter((t) => t.status !== 'succeeded')
+      .map((t) => `${t.status}: ${t.error ?? t.invocations.map((i) => i.error).filter(Boolean).join('; ')}`);
     const createWrites = emulator.calls.filter((c) => GATEWAY_WRITES.includes(c.operation)).length;
     const secretOf = new Map<string, string>();
     let targetSecret = '';
@@ -149,7 +152,7 @@ async function measure(tmp: string, initiators: number) {
     }
     cfn.lambda.redeliverRotationSteps([]);
     if (cfn.problems.length) throw new Error(cfn.problems.join('; '));
-    return { createWrites, rotations, redelivered };
+    return { createWrites, tests: tests.length, failedTests, rotations, redelivered };
   } finally {
     await cfn.stop();
     await emulator.stop();
@@ -160,7 +163,7 @@ export async function rotationSection(bench: RotationBench): Promise<void> {
   if (!rotationSelected()) return;
   const { out, goals } = bench;
   const quick = bench.quick ?? (!!process.env.BENCH_QUICK && process.env.BENCH_QUICK !== '0');
-  const sizes = quick ? [1, 20] : [1, 20, 100];
+  const sizes = bench.sizes ?? (quick ? [1, 20] : [1, 20, 100]);
   out('## Rotation');
   out();
   out('One ChapCredentials with `manageCredentials` (mutual CHAP) and `rotation: ChapRotation.every(Duration.days(30))` '
@@ -176,7 +179,9 @@ export async function rotationSection(bench: RotationBench): Promise<void> {
     + '| UpdateSecretVersionStage | closes of the target per rotation | closes per round (every initiator once) '
     + '| new versions (initiator, target secret) | wall per rotation (median) |');
   out('| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  const results: { initiators: number; rotations: Rotated[]; redelivered: Map<RotationStep, Rotated>; createWrites: number }[] = [];
+  const results: {
+    initiators: number; rotations: Rotated[]; redelivered: Map<RotationStep, Rotated>; createWrites: number; tests: number; failedTests: string[];
+  }[] = [];
   for (const initiators of sizes) {
     const measured = await measure(bench.tmp, initiators);
     results.push({ initiators, ...measured });
@@ -188,8 +193,10 @@ export async function rotationSection(bench: RotationBench): Promise<void> {
       + `| ${spread(rs.map((r) => r.versions))}, ${spread(rs.map((r) => r.targetVersions))} | ${Math.round(median(rs.map((r) => r.ms)))} ms |`);
   }
   out();
-  out('The deploys\' configuration tests (one per schedule, only `testSecret`) wrote nothing to the gateway: the deploys made '
-    + `${results.map((r) => `${r.createWrites} writes with ${r.initiators}`).join(', ')} initiators, the Create's one per initiator.`);
+  out('The deploys\' configuration tests (one per schedule, only `testSecret`, run side by side) wrote nothing to the gateway: '
+    + `the deploys made ${results.map((r) => `${r.createWrites} writes with ${r.initiators}`).join(', ')} initiators, the Create's `
+    + `one per initiator. Configuration tests that succeeded: ${results.map((r) => `${r.tests - r.failedTests.length} of ${r.tests}`).join(', ')}`
+    + `${results.some((r) => r.failedTests.length) ? `; the others: ${[...new Set(results.flatMap((r) => r.failedTests))].join('; ')}` : ''}.`);
   out();
   out('A redelivered step: one more rotation of the first initiator\'s secret with that step delivered twice in a row (as '
     + 'Secrets Manager may), against the median rotation of the same size. Extra writes, closes and versions must stay 0.');
@@ -228,7 +235,9 @@ export async function rotationSection(bench: RotationBench): Promise<void> {
 if (require.main === module) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-bench-rotation-'));
   const goals: RotationBench['goals'] = [];
-  rotationSection({ out: (line = '') => console.log(line), goals, tmp })
+  // `node bench/rotation.js 100` measures only the sizes given.
+  const sizes = process.argv.slice(2).map(Number).filter((n) => n > 0);
+  rotationSection({ out: (line = '') => console.log(line), goals, tmp, ...(sizes.length ? { sizes } : {}) })
     .then(() => {
       for (const g of goals) console.log(`goal: ${g.goal}: ${g.measured} (${g.met ? 'met' : 'NOT met'})`);
       console.log('BENCHMARKS.md not written (section run alone)');
