@@ -194,7 +194,7 @@ export async function rotationSection(bench: RotationBench): Promise<void> {
   }
   out();
   out('The deploys\' configuration tests (one per schedule, only `testSecret`, run side by side) wrote nothing to the gateway: '
-    + `the deploys made ${results.map((r) => `${r.createWrites} writes with ${r.initiators}`).join(', ')} initiators, the Create's `
+    + `the deploys made ${results.map((r) => `${r.createWrites} write${r.createWrites === 1 ? '' : 's'} with ${r.initiators}`).join(', ')} initiators, the Create's `
     + `one per initiator. Configuration tests that succeeded: ${results.map((r) => `${r.tests - r.failedTests.length} of ${r.tests}`).join(', ')}`
     + `${results.some((r) => r.failedTests.length) ? `; the others: ${[...new Set(results.flatMap((r) => r.failedTests))].join('; ')}` : ''}.`);
   out();
