@@ -1,4 +1,4 @@
-import { CfnOutput, CfnResource, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, CfnResource, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -190,6 +190,7 @@ export class ChapCredentials extends Construct {
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
+    warnOfTargetEnv(this, props.targetArn);
     this.targetArn = props.targetArn ?? Token.asString(props.volume!.getAtt('TargetARN'));
     this.portalAddress = (props.volume as { networkInterfaceId?: string } | undefined)?.networkInterfaceId;
     this.managesCredentials = props.manageCredentials ?? false;
@@ -248,6 +249,13 @@ export class ChapCredentials extends Construct {
       }) : undefined;
 
     const provider = ChapCredentialsProvider.getOrCreate(this);
+    if (credentialKey) {
+      // A literal target by its ARN, a volume by its path, any other token by itself (the same token twice is the same target).
+      provider.claimManagedInitiators(this, {
+        key: props.volume ? `volume:${props.volume.node.path}` : props.targetArn!,
+        description: props.volume ? `the volume '${props.volume.node.path}'` : Token.isUnresolved(props.targetArn) ? 'the same target token' : `'${props.targetArn}'`,
+      }, (props.initiators ?? []).filter((name) => !Token.isUnresolved(name)), props.chapMode ?? ChapMode.MUTUAL);
+    }
     provider.register({
       targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
@@ -356,6 +364,25 @@ interface SecretOptions {
   readonly rotationReason?: string;
 }
 
+/** The id of the warning given when a literal target is in another region or account than the stack's. */
+const TARGET_ENV_MISMATCH = 'cdk-chap-credentials:target-env-mismatch';
+
+/** Warns when a literal target ARN names another region or account than the stack's, where both are known at synth. */
+function warnOfTargetEnv(scope: Construct, targetArn: string | undefined): void {
+  if (targetArn === undefined || Token.isUnresolved(targetArn) || targetArnError('targetArn', targetArn)) return;
+  const stack = Stack.of(scope);
+  const [, , , region, account] = targetArn.split(':');
+  const mismatches = [
+    ...(!Token.isUnresolved(stack.region) && stack.region !== region ? [`region ${region}, not the stack's ${stack.region}`] : []),
+    ...(!Token.isUnresolved(stack.account) && stack.account !== account ? [`account ${account}, not the stack's ${stack.account}`] : []),
+  ];
+  if (mismatches.length) {
+    Annotations.of(scope).addWarningV2(TARGET_ENV_MISMATCH, `'targetArn' must be in the stack's region and account (the `
+      + 'provider calls Storage Gateway there, so the deployment would fail), got a target in '
+      + `${mismatches.join(' and ')}: '${targetArn}'; put this ChapCredentials in a stack whose env is the target's`);
+  }
+}
+
 function validateProps(props: ChapCredentialsProps): void {
   const fail = (message: string | undefined) => {
     if (message) throw new Error(message);
@@ -381,8 +408,22 @@ function validateProps(props: ChapCredentialsProps): void {
     if (seen.has(name)) fail(`'initiators' must not repeat an initiator name, got '${name}' more than once`);
     seen.add(name);
   });
-  if (props.refresh && !props.refresh.isUnresolved() && props.refresh.toSeconds() < 60) {
-    fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
+  if (props.refresh && !props.refresh.isUnresolved()) {
+    const refreshMs = props.refresh.toMilliseconds({ integral: false });
+    if (refreshMs < 60_000) {
+      fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
+    }
+    if (refreshMs % 60_000 !== 0) {
+      // EventBridge rates are whole minutes, hours or days; aws-cdk-lib's own error would not name the prop.
+      const minutes = Math.ceil(refreshMs / 60_000);
+      fail(`'refresh' must be a whole number of minutes (EventBridge rates are whole minutes, hours or days), got `
+        + `${props.refresh.toHumanString()}; give Duration.minutes(${minutes}) or another whole number of minutes`);
+    }
+  }
+  if (props.initiatorNamesExportName !== undefined && props.outputInitiatorNames === false) {
+    fail(`'initiatorNamesExportName' exports the initiator names output, which 'outputInitiatorNames: false' turns off, got `
+      + `initiatorNamesExportName ${JSON.stringify(props.initiatorNamesExportName)} with it; drop 'outputInitiatorNames: false' `
+      + 'to export the names, or drop \'initiatorNamesExportName\'');
   }
   if (props.refresh) {
     // EventBridge keeps at most 8192 characters of a target's input; each declared initiator takes up to about 400.

@@ -76,6 +76,8 @@ export class ChapCredentialsProvider extends Construct {
   /** Statements added on first use (a customer key, a managing construct), by sid. */
   private readonly onDemand = new Map<string, iam.PolicyStatement>();
   private readonly keys = new Set<kms.IKey>();
+  /** Which construct manages each initiator, by target key (see claimManagedInitiators). */
+  private readonly managedInitiators = new Map<string, Map<string, { readonly path: string; readonly mode: string }>>();
 
   private constructor(scope: Construct, id: string) {
     super(scope, id);
@@ -158,6 +160,27 @@ export class ChapCredentialsProvider extends Construct {
       this.statement('UseChapSecretKeysThroughSecretsManager', ['kms:Decrypt', 'kms:GenerateDataKey'],
         { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } }).addResources(key.keyArn);
       this.encryptLogsWith(key);
+    }
+  }
+
+  /**
+   * Records that `owner` manages `initiators` on `target` (whose key is the same for the same target), and fails when
+   * another construct of the stack manages one of them there already: both would set its credentials at each deploy,
+   * and each would remove them when it leaves.
+   */
+  public claimManagedInitiators(owner: IConstruct, target: { readonly key: string; readonly description: string },
+    initiators: readonly string[], mode: string): void {
+    const claims = this.managedInitiators.get(target.key) ?? new Map<string, { path: string; mode: string }>();
+    this.managedInitiators.set(target.key, claims);
+    for (const name of initiators) {
+      const other = claims.get(name);
+      if (other) {
+        throw new Error(`'initiators' of '${owner.node.path}' must not manage '${name}' on target ${target.description}: `
+          + `'${other.path}' of the same stack manages it already (${other.mode}; this one asks ${mode}), and both would `
+          + 'set its CHAP credentials at each deploy; manage each initiator of a target in one ChapCredentials (another may '
+          + 'declare it without manageCredentials to read it)');
+      }
+      claims.set(name, { path: owner.node.path, mode });
     }
   }
 
