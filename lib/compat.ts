@@ -30,8 +30,17 @@ function canAcknowledgeValidations(): boolean {
 }
 
 /**
+ * The prefix `Validations.of(x).acknowledge` gives a rule id without one (`Annotation::` since aws-cdk-lib 2.262.1,
+ * `annotation::` before); readers of the acknowledgments (cdk-nag 3, aws-cdk-lib's report) take it in either case.
+ */
+const ACKNOWLEDGED_RULE_PREFIX = 'Annotation::';
+
+/**
  * Acknowledges rule-pack findings on `scope`, with the same reason in both forms cdk-nag understands:
- * - `Validations.of(scope).acknowledge`, read by cdk-nag 3 and other policy validation plugins, where aws-cdk-lib has it;
+ * - the acknowledged-rules metadata of `scope`, as `Validations.of(scope).acknowledge` records it, read by cdk-nag 3 and
+ *   aws-cdk-lib's policy validation report, where aws-cdk-lib has that API. Written here directly, as one entry for all
+ *   of `ids` and without the stack trace `acknowledge` captures for each rule (most of the construct's synth time
+ *   otherwise); the entry is what `Validations.ACKNOWLEDGED_RULES_METADATA_KEY` documents for plugin authors;
  * - the `cdk_nag` CloudFormation metadata of the L1 resource (`scope` itself or its default child), read by cdk-nag 2,
  *   merged with the rules already there.
  */
@@ -41,7 +50,8 @@ export function acknowledge(scope: IConstruct, ids: readonly string[], reason: s
     throw new Error(`an acknowledgment's reason must be ASCII of at least ${MIN_REASON_LENGTH} characters, got '${reason}'`);
   }
   if (canAcknowledgeValidations()) {
-    newer.Validations!.of(scope).acknowledge(...ids.map((id) => ({ id, reason })));
+    scope.node.addMetadata(newer.Validations!.ACKNOWLEDGED_RULES_METADATA_KEY,
+      Object.fromEntries(ids.map((id) => [`${ACKNOWLEDGED_RULE_PREFIX}${id}`, reason])));
   }
   const resource = CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild;
   if (!resource || !CfnResource.isCfnResource(resource)) {
