@@ -251,7 +251,7 @@ export class ChapCredentials extends Construct {
     const provider = ChapCredentialsProvider.getOrCreate(this);
     if (credentialKey) {
       // A literal target by its ARN, a volume by its path, any other token by itself (the same token twice is the same target).
-      provider.claimManagedInitiators(this, {
+      provider._claimManagedInitiators(this, {
         key: props.volume ? `volume:${props.volume.node.path}` : props.targetArn!,
         description: props.volume ? `the volume '${props.volume.node.path}'` : Token.isUnresolved(props.targetArn) ? 'the same target token' : `'${props.targetArn}'`,
       }, (props.initiators ?? []).filter((name) => !Token.isUnresolved(name)), props.chapMode ?? ChapMode.MUTUAL);

@@ -76,7 +76,7 @@ export class ChapCredentialsProvider extends Construct {
   /** Statements added on first use (a customer key, a managing construct), by sid. */
   private readonly onDemand = new Map<string, iam.PolicyStatement>();
   private readonly keys = new Set<kms.IKey>();
-  /** Which construct manages each initiator, by target key (see claimManagedInitiators). */
+  /** Which construct manages each initiator, by target key (see _claimManagedInitiators). */
   private readonly managedInitiators = new Map<string, Map<string, { readonly path: string; readonly mode: string }>>();
 
   private constructor(scope: Construct, id: string) {
@@ -166,9 +166,11 @@ export class ChapCredentialsProvider extends Construct {
   /**
    * Records that `owner` manages `initiators` on `target` (whose key is the same for the same target), and fails when
    * another construct of the stack manages one of them there already: both would set its credentials at each deploy,
-   * and each would remove them when it leaves.
+   * and each would remove them when it leaves. Internal: for ChapCredentials only.
+   *
+   * @internal
    */
-  public claimManagedInitiators(owner: IConstruct, target: { readonly key: string; readonly description: string },
+  public _claimManagedInitiators(owner: IConstruct, target: { readonly key: string; readonly description: string },
     initiators: readonly string[], mode: string): void {
     const claims = this.managedInitiators.get(target.key) ?? new Map<string, { path: string; mode: string }>();
     this.managedInitiators.set(target.key, claims);
