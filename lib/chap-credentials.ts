@@ -377,7 +377,7 @@ function warnOfTargetEnv(scope: Construct, targetArn: string | undefined): void 
     ...(!Token.isUnresolved(stack.account) && stack.account !== account ? [`account ${account}, not the stack's ${stack.account}`] : []),
   ];
   if (mismatches.length) {
-    Annotations.of(scope).addWarningV2(TARGET_ENV_MISMATCH, `'targetArn' must be in the stack's region and account (the `
+    Annotations.of(scope).addWarningV2(TARGET_ENV_MISMATCH, '\'targetArn\' must be in the stack\'s region and account (the '
       + 'provider calls Storage Gateway there, so the deployment would fail), got a target in '
       + `${mismatches.join(' and ')}: '${targetArn}'; put this ChapCredentials in a stack whose env is the target's`);
   }
@@ -416,12 +416,12 @@ function validateProps(props: ChapCredentialsProps): void {
     if (refreshMs % 60_000 !== 0) {
       // EventBridge rates are whole minutes, hours or days; aws-cdk-lib's own error would not name the prop.
       const minutes = Math.ceil(refreshMs / 60_000);
-      fail(`'refresh' must be a whole number of minutes (EventBridge rates are whole minutes, hours or days), got `
+      fail('\'refresh\' must be a whole number of minutes (EventBridge rates are whole minutes, hours or days), got '
         + `${props.refresh.toHumanString()}; give Duration.minutes(${minutes}) or another whole number of minutes`);
     }
   }
   if (props.initiatorNamesExportName !== undefined && props.outputInitiatorNames === false) {
-    fail(`'initiatorNamesExportName' exports the initiator names output, which 'outputInitiatorNames: false' turns off, got `
+    fail('\'initiatorNamesExportName\' exports the initiator names output, which \'outputInitiatorNames: false\' turns off, got '
       + `initiatorNamesExportName ${JSON.stringify(props.initiatorNamesExportName)} with it; drop 'outputInitiatorNames: false' `
       + 'to export the names, or drop \'initiatorNamesExportName\'');
   }

@@ -47,7 +47,7 @@ describe('one construct: the prop, the rule, the value and what to give instead'
       + '--output text` (describe-stored-iscsi-volumes and StorediSCSIVolumes for a stored volume), or give the volume\'s CfnVolume as '
       + '\'volume\' instead of \'targetArn\''],
     ['a gateway ARN as targetArn', { targetArn: GATEWAY_ARN },
-      `'targetArn' must be a Storage Gateway iSCSI target ARN (arn:PARTITION:storagegateway:REGION:ACCOUNT:gateway/GATEWAY_ID/target/TARGET_NAME, `
+      '\'targetArn\' must be a Storage Gateway iSCSI target ARN (arn:PARTITION:storagegateway:REGION:ACCOUNT:gateway/GATEWAY_ID/target/TARGET_NAME, '
       + `50 to 800 characters), got '${GATEWAY_ARN}': that is a gateway ARN, and a gateway has one target per volume; list its volumes `
       + `with \`aws storagegateway list-volumes --gateway-arn ${GATEWAY_ARN} --query 'VolumeInfos[].VolumeARN' --output text\`, then `
       + 'print a volume\'s target ARN with `aws storagegateway describe-cached-iscsi-volumes --volume-arns <volume ARN> --query '
@@ -137,7 +137,7 @@ describe('two constructs managing the same initiator on the same target in one s
 });
 
 describe('a literal target in another region or account than the stack\'s: a warning with a stable id', () => {
-  const message = (what: string, arn: string) => `'targetArn' must be in the stack's region and account (the provider calls Storage `
+  const message = (what: string, arn: string) => '\'targetArn\' must be in the stack\'s region and account (the provider calls Storage '
     + `Gateway there, so the deployment would fail), got a target in ${what}: '${arn}'; put this ChapCredentials in a stack whose env `
     + `is the target's [ack: ${ENV_MISMATCH}]`;
   const inRegion = DOC_TARGET_ARN.replace('us-east-1', 'eu-west-1');
