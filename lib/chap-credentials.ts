@@ -10,7 +10,8 @@ import {
   initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
 } from './api';
 import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
-import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
+import { acknowledgeEach } from './compat';
+import { ChapCredentialsProvider, SERVICE_TIMEOUT } from './provider';
 
 /** Properties of a {@link ChapCredentials}. */
 export interface ChapCredentialsProps {
@@ -210,12 +211,11 @@ export class ChapCredentials extends Construct {
         description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString,
       });
       secret.applyRemovalPolicy(removalPolicy);
-      acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'], rotationReason);
-      if (!props.encryptionKey) {
-        acknowledge(secret, ['NIST.800.53.R5-SecretsManagerUsingKMSKey'],
-          'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
-          + 'managed key to meet this control.');
-      }
+      acknowledgeEach(secret, [
+        { id: 'AwsSolutions-SMG4', reason: rotationReason },
+        { id: 'NIST.800.53.R5-SecretsManagerRotationEnabled', reason: rotationReason },
+        ...(props.encryptionKey ? [] : [{ id: 'NIST.800.53.R5-SecretsManagerUsingKMSKey', reason: NO_KEY_REASON }]),
+      ]);
       return secret;
     };
     if (props.encryptionKey) {
@@ -363,6 +363,10 @@ interface SecretOptions {
   /** Why the secret is not rotated by Secrets Manager (the rule packs' acknowledgment). */
   readonly rotationReason?: string;
 }
+
+/** Why a secret without a customer key is acknowledged for the rule packs' KMS control. */
+const NO_KEY_REASON = 'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
+  + 'managed key to meet this control.';
 
 /** The id of the warning given when a literal target is in another region or account than the stack's. */
 const TARGET_ENV_MISMATCH = 'cdk-chap-credentials:target-env-mismatch';
