@@ -31,6 +31,9 @@ const runs = (section: (typeof SECTIONS)[number]) => !ONLY || ONLY.includes(sect
 /** Counted rounds of the synth and cold start sections (after a warm-up round). */
 const SYNTH_ROUNDS = QUICK ? 3 : 9;
 const COLD_ROUNDS = QUICK ? 3 : 9;
+/** Counted runs of each row of the managed credentials section, and synths with aws-cdk-lib's validation on. */
+const MANAGED_ROUNDS = QUICK ? 1 : 3;
+const VALIDATED_ROUNDS = QUICK ? 1 : 3;
 const KINDS: Kind[] = ['ChapCredentials', 'AwsCustomResource'];
 const SYNTH_KINDS: Kind[] = [...KINDS, 'Floor'];
 
@@ -170,14 +173,14 @@ function synthScale(): void {
   );
   // The validator, interleaved at both ends of the range.
   const validated: Record<number, number[]> = { 1: [], 200: [] };
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < VALIDATED_ROUNDS; round++) {
     for (const count of [1, 200]) {
       validated[count].push(synth('ChapCredentials', count, path.join(TMP, `synth-validated-${count}`), { ...synthEnv, CDK_VALIDATION: 'true' }).wall);
     }
   }
   const [v1, v200] = [median(validated[1]), median(validated[200])];
   out();
-  out(`With aws-cdk-lib's built-in template validation on (its default; median of 3), 1 construct synthesizes in ${ms(v1)} `
+  out(`With aws-cdk-lib's built-in template validation on (its default; median of ${VALIDATED_ROUNDS}), 1 construct synthesizes in ${ms(v1)} `
     + `and 200 in ${ms(v200)} (${(v200 / v1).toFixed(2)} times): the validator (WebAssembly) adds about `
     + `${ms(v1 - wallOf('ChapCredentials', 1))} and ${ms(v200 - wallOf('ChapCredentials', 200))} to those synths.`);
   out();
@@ -408,7 +411,7 @@ async function managedCredentials(): Promise<void> {
   const largestTemplate = JSON.parse(fs.readFileSync(path.join(assemblies.get(largest)!, `${STACK}.template.json`), 'utf8'));
   out(`The stack with ${largest} initiators holds ${Object.keys(largestTemplate.Resources).length} resources (CloudFormation `
     + `allows 500): ${largest} initiator secrets, the target secret, the credential key secret, the custom resource and the `
-    + 'provider. Median wall time of 3 runs that interleave the rows, after a warm-up run; the counts are the most any '
+    + `provider. Median wall time of ${MANAGED_ROUNDS} runs that interleave the rows, after a warm-up run; the counts are the most any `
     + 'run saw.');
   out();
   /** One Create then one unchanged Update on a fresh emulator and driver. */
@@ -448,7 +451,7 @@ async function managedCredentials(): Promise<void> {
     return { create, update };
   };
   const runs = cases.map(() => ({ create: [] as Measured[], update: [] as Measured[] }));
-  for (let round = 0; round <= (QUICK ? 1 : 3); round++) {
+  for (let round = 0; round <= MANAGED_ROUNDS; round++) {
     for (const [i, { initiators, adopted }] of cases.entries()) {
       const { create, update } = await run(initiators, adopted);
       if (round > 0) {

@@ -101,7 +101,8 @@ export interface ChapCredentialsProps {
   readonly outputInitiatorNames?: boolean;
 
   /**
-   * Export name of the initiator names output, so other stacks can import it.
+   * Export name of the initiator names output, so other stacks can import it. Needs that output (not with
+   * `outputInitiatorNames: false`).
    *
    * @default - the output is not exported
    */
@@ -110,7 +111,8 @@ export interface ChapCredentialsProps {
   /**
    * Re-read the target this often between deploys (an EventBridge schedule invokes the stack's provider function)
    * and rewrite the secrets whose values changed on the gateway. A refresh never deletes or blanks a secret; one that
-   * fails is logged and counts in the function's Errors metric. At least one minute.
+   * fails is logged and counts in the function's Errors metric. A whole number of minutes (EventBridge rates are whole
+   * minutes, hours or days), at least one.
    *
    * @default - no refresh: the secrets change only when the stack deploys an update of this construct
    */
