@@ -255,7 +255,8 @@ export class ChapCredentials extends Construct {
       // A literal target by its ARN, a volume by its path, any other token by itself (the same token twice is the same target).
       provider._claimManagedInitiators(this, {
         key: props.volume ? `volume:${props.volume.node.path}` : props.targetArn!,
-        description: props.volume ? `the volume '${props.volume.node.path}'` : Token.isUnresolved(props.targetArn) ? 'the same target token' : `'${props.targetArn}'`,
+        description: props.volume ? `the target of volume '${props.volume.node.path}'`
+          : Token.isUnresolved(props.targetArn) ? 'the target of the same token' : `target '${props.targetArn}'`,
       }, (props.initiators ?? []).filter((name) => !Token.isUnresolved(name)), props.chapMode ?? ChapMode.MUTUAL);
     }
     provider.register({

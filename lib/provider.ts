@@ -177,7 +177,7 @@ export class ChapCredentialsProvider extends Construct {
     for (const name of initiators) {
       const other = claims.get(name);
       if (other) {
-        throw new Error(`'initiators' of '${owner.node.path}' must not manage '${name}' on target ${target.description}: `
+        throw new Error(`'initiators' of '${owner.node.path}' must not manage '${name}' on ${target.description}: `
           + `'${other.path}' of the same stack manages it already (${other.mode}; this one asks ${mode}), and both would `
           + 'set its CHAP credentials at each deploy; manage each initiator of a target in one ChapCredentials (another may '
           + 'declare it without manageCredentials to read it)');

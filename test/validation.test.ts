@@ -95,7 +95,7 @@ describe('two constructs managing the same initiator on the same target in one s
     const volume = volumeIn(stack);
     new ChapCredentials(stack, 'A', { volume, initiators: [HOST_A], manageCredentials: true });
     expect(() => new ChapCredentials(stack, 'B', { volume, initiators: [HOST_A], manageCredentials: true, chapMode: ChapMode.ONE_WAY }))
-      .toThrow(`'initiators' of 'Test/B' must not manage '${HOST_A}' on target the volume 'Test/Volume': 'Test/A' of the same stack `
+      .toThrow(`'initiators' of 'Test/B' must not manage '${HOST_A}' on the target of volume 'Test/Volume': 'Test/A' of the same stack `
         + 'manages it already (mutual; this one asks one-way)');
   });
 
@@ -104,7 +104,7 @@ describe('two constructs managing the same initiator on the same target in one s
     const arn = new CfnParameter(stack, 'TargetArn').valueAsString;
     new ChapCredentials(stack, 'A', { targetArn: arn, initiators: [HOST_A], manageCredentials: true });
     expect(() => new ChapCredentials(stack, 'B', { targetArn: arn, initiators: [HOST_A], manageCredentials: true }))
-      .toThrow(`'initiators' of 'Test/B' must not manage '${HOST_A}' on target the same target token: 'Test/A'`);
+      .toThrow(`'initiators' of 'Test/B' must not manage '${HOST_A}' on the target of the same token: 'Test/A'`);
   });
 
   test.each<[string, (stack: Stack) => [ChapCredentialsProps, ChapCredentialsProps]]>([
