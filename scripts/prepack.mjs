@@ -15,18 +15,18 @@ export const BUILD_OUTPUTS = ['.jsii', 'lib/index.js', 'lib/index.d.ts', 'assets
   'assets/handler/THIRD-PARTY-LICENSES.txt', 'assets/handler/bundled-packages.json'];
 
 /** Everything the build reads that can change in a checkout: the sources of lib/ and lambda/, configs and lockfile. */
-export function buildInputs() {
-  const sources = ['lib', 'lambda'].flatMap((dir) => readdirSync(join(root, dir), { recursive: true })
-    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => join(dir, f)));
+export function buildInputs(dir = root) {
+  const sources = ['lib', 'lambda'].flatMap((sub) => readdirSync(join(dir, sub), { recursive: true })
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => join(sub, f)));
   return [...sources, 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.jsii.json', 'scripts/bundle.mjs'];
 }
 
 /** Why a build is needed (a missing output, or a source newer than the oldest output), or undefined when it is fresh. */
-export function staleReason() {
-  const missing = BUILD_OUTPUTS.find((f) => !existsSync(join(root, f)));
+export function staleReason(dir = root) {
+  const missing = BUILD_OUTPUTS.find((f) => !existsSync(join(dir, f)));
   if (missing) return `${missing} is missing`;
-  const oldest = Math.min(...BUILD_OUTPUTS.map((f) => statSync(join(root, f)).mtimeMs));
-  const newer = buildInputs().find((f) => statSync(join(root, f)).mtimeMs > oldest);
+  const oldest = Math.min(...BUILD_OUTPUTS.map((f) => statSync(join(dir, f)).mtimeMs));
+  const newer = buildInputs(dir).find((f) => statSync(join(dir, f)).mtimeMs > oldest);
   return newer ? `${newer} changed after the last build` : undefined;
 }
 
