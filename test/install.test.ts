@@ -118,7 +118,7 @@ test('npm installs the packed tarball into a fresh app, beside the aws-cdk-lib a
     path.join(fs.realpathSync(app), 'node_modules', 'cdk-chap-credentials', 'lib', 'index.js'),
     path.join(fs.realpathSync(app), 'node_modules', 'aws-cdk-lib', 'index.js'),
   ]);
-});
+}, 60_000); // npm ls and a Node.js process: seconds on a busy machine
 
 test('the app compiles with tsc against the package types and `cdk synth` synthesizes the construct', () => {
   const types = Object.values(template.Resources).map((r) => r.Type).sort();
