@@ -14,11 +14,14 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const BUILD_OUTPUTS = ['.jsii', 'lib/index.js', 'lib/index.d.ts', 'assets/handler/index.js',
   'assets/handler/THIRD-PARTY-LICENSES.txt', 'assets/handler/bundled-packages.json'];
 
-/** Everything the build reads that can change in a checkout: the sources of lib/ and lambda/, configs and lockfile. */
+/**
+ * Everything the build reads that can change in a checkout: the sources of lib/ and lambda/, configs and lockfile, and
+ * README.md, which jsii copies into .jsii (the other languages' package docs come from there).
+ */
 export function buildInputs(dir = root) {
   const sources = ['lib', 'lambda'].flatMap((sub) => readdirSync(join(dir, sub), { recursive: true })
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')).map((f) => join(sub, f)));
-  return [...sources, 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.jsii.json', 'scripts/bundle.mjs'];
+  return [...sources, 'README.md', 'package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.jsii.json', 'scripts/bundle.mjs'];
 }
 
 /** Why a build is needed (a missing output, or a source newer than the oldest output), or undefined when it is fresh. */

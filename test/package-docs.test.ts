@@ -162,7 +162,7 @@ describe('package metadata', () => {
       // `npm test` has just built: fresh, so jsii-pacmak's `npm pack` of this folder never rebuilds under the tests.
       expect(first.here).toBeNull();
       expect(first.outputs).toEqual(expect.arrayContaining(PKG.files.filter((f: string) => f.startsWith('assets/'))));
-      expect(first.inputs).toEqual(expect.arrayContaining(['lib/index.ts', 'lambda/index.ts', 'package-lock.json', 'scripts/bundle.mjs']));
+      expect(first.inputs).toEqual(expect.arrayContaining(['lib/index.ts', 'lambda/index.ts', 'README.md', 'package-lock.json', 'scripts/bundle.mjs']));
       expect(first.missing).toBe('.jsii is missing');
       // A copy of the inputs and outputs: fresh when the outputs are newer, stale when a source is touched after them.
       for (const f of [...first.inputs, ...first.outputs]) {
