@@ -126,7 +126,7 @@ export function wireIscsiHost(
   const linuxCommands = [
     '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-linux.sh, rendered)',
     `mkdir -p ${LINUX_SCRIPT_DIR} && chmod 700 ${LINUX_SCRIPT_DIR}`,
-    `cat > ${file} <<'${LINUX_HEREDOC_END}'`,
+    `(umask 077 && cat > ${file}) <<'${LINUX_HEREDOC_END}'`,
     ...linuxScript.replace(/\n$/, '').split('\n'),
     LINUX_HEREDOC_END,
     `bash ${file}`,
