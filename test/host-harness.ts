@@ -5,7 +5,7 @@
  * asked. iscsiadm, iscsid and aws are stand-ins that record their arguments and answer as the test says; every
  * program started is recorded by strace (execve, with arguments and environment). Nothing on the machine changes.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -196,7 +196,7 @@ function walk(dir: string): string[] {
   });
 }
 
-export function runLinux(options: LinuxRunOptions): LinuxRun {
+export async function runLinux(options: LinuxRunOptions): Promise<LinuxRun> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-host-run-'));
   try {
     const bin = path.join(dir, 'bin');
@@ -243,13 +243,19 @@ export function runLinux(options: LinuxRunOptions): LinuxRun {
       `exec timeout -s KILL 100 strace -f -qq -v -s 65535 -e trace=execve -o ${dir}/execve.log env -i ${Object.entries(env).map(([k, v]) => `${k}='${v}'`).join(' ')} `
         + `bash ${dir}/userdata.sh`,
     ].join('\n');
-    const result = spawnSync('unshare', [`-fpm${options.hostNetwork ? '' : 'n'}`, '--mount-proc', 'bash', '-c', driver], {
-      encoding: 'utf8', timeout: 120_000,
+    // Asynchronous, so servers of the test itself (an emulator, a fake instance metadata service) can answer meanwhile.
+    const result = await new Promise<{ status: number; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn('unshare', [`-fpm${options.hostNetwork ? '' : 'n'}`, '--mount-proc', 'bash', '-c', driver], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.on('data', (d: Buffer) => err.push(d));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ status: code ?? -1, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') }));
     });
-    if (result.error) throw result.error;
     const logins = walk(dir).filter((f) => /\/login\.\d+\.record$/.test(f)).sort((a, b) => Number(/(\d+)\.record$/.exec(a)![1]) - Number(/(\d+)\.record$/.exec(b)![1]));
     return {
-      status: result.status ?? -1,
+      status: result.status,
       output: result.stdout + result.stderr,
       calls: fs.readFileSync(path.join(dir, 'calls.log'), 'utf8').split('\n').filter(Boolean),
       execs: fs.readFileSync(path.join(dir, 'execve.log'), 'utf8'),

@@ -51,10 +51,10 @@ jest.setTimeout(60_000);
 const fast = { CHAP_RETRY_SECONDS: '0' };
 const node = (...rest: string[]) => `iscsiadm -m node -T ${TARGET_IQN} -p 10.0.0.10:3260${rest.length ? ' ' : ''}${rest.join(' ')}`;
 
-test('mutual CHAP: the exact calls, the node record at login, AWS\'s settings, and no secret anywhere else', () => {
+test('mutual CHAP: the exact calls, the node record at login, AWS\'s settings, and no secret anywhere else', async () => {
   const { text, secretArn } = commands();
   const { initiator, target, value, secrets } = pair(true);
-  const run = runLinux({ commands: text, aws: [{ value }], env: fast });
+  const run = await runLinux({ commands: text, aws: [{ value }], env: fast });
   expect(run.status).toBe(0);
   expect(run.calls).toEqual([
     'iscsid ',
@@ -94,10 +94,10 @@ test('mutual CHAP: the exact calls, the node record at login, AWS\'s settings, a
   expect(run.files.filter((f) => f.path.startsWith('/var/lib/cdk-chap-credentials/connect-')).map((f) => f.mode)).toEqual([0o600]);
 });
 
-test('one-way CHAP on RHEL\'s layout: a record left with mutual settings loses them; iscsid.conf keeps its other lines', () => {
+test('one-way CHAP on RHEL\'s layout: a record left with mutual settings loses them; iscsid.conf keeps its other lines', async () => {
   const { text } = commands();
   const { initiator, value, secrets } = pair(false);
-  const run = runLinux({
+  const run = await runLinux({
     commands: text, aws: [{ value }], env: fast, nodes: '/var/lib/iscsi/nodes',
     discovered: ['node.name = iqn.1997-05.com.amazon:myvolume', 'node.session.auth.username_in = old', 'node.session.auth.password_in = oldsecret12'],
     iscsidConf: '# node.session.timeo.replacement_timeout = 120 (the default)\nnode.session.timeo.replacement_timeout = 120\n'
@@ -115,7 +115,7 @@ test('one-way CHAP on RHEL\'s layout: a record left with mutual settings loses t
   expectContained(run, secrets, `/var/lib/iscsi/nodes/${TARGET_IQN}/10.0.0.10,3260,1/default`);
 });
 
-test('a host that boots early waits for a valid pair and for the gateway, one line each time, and ends connected', () => {
+test('a host that boots early waits for a valid pair and for the gateway, one line each time, and ends connected', async () => {
   const { text } = commands();
   const { value, secrets } = pair(true);
   const answers: AwsAnswer[] = [
@@ -124,7 +124,7 @@ test('a host that boots early waits for a valid pair and for the gateway, one li
     { value: JSON.stringify({ initiatorName: HOST_B, targetArn: DOC_TARGET_ARN }) },
     { value },
   ];
-  const run = runLinux({ commands: text, aws: answers, logins: [24, 19, 0], env: fast });
+  const run = await runLinux({ commands: text, aws: answers, logins: [24, 19, 0], env: fast });
   expect(run.status).toBe(0);
   const waits = run.output.split('\n').filter((l) => l.startsWith('cdk-chap-credentials: waiting for'));
   expect(waits).toEqual([
@@ -140,47 +140,47 @@ test('a host that boots early waits for a valid pair and for the gateway, one li
   expectContained(run, secrets, `/etc/iscsi/nodes/${TARGET_IQN}/10.0.0.10,3260`);
 });
 
-test('the wait is bounded: past CHAP_WAIT_SECONDS it stops with one line saying what it waited for', () => {
+test('the wait is bounded: past CHAP_WAIT_SECONDS it stops with one line saying what it waited for', async () => {
   const { text } = commands();
-  const run = runLinux({ commands: text, aws: [{ value: 'kM3vR9xQ2wL8pZ5tY7uB1nC4dF6gH0jA' }], env: { CHAP_RETRY_SECONDS: '0.2', CHAP_WAIT_SECONDS: '1' } });
+  const run = await runLinux({ commands: text, aws: [{ value: 'kM3vR9xQ2wL8pZ5tY7uB1nC4dF6gH0jA' }], env: { CHAP_RETRY_SECONDS: '0.2', CHAP_WAIT_SECONDS: '1' } });
   expect(run.status).toBe(1);
   expect(run.output).toMatch(/^cdk-chap-credentials: gave up after \d+ s and \d+ attempts, waiting for the secret \S+ to hold this host's CHAP pair \(it holds no JSON object yet\)$/m);
   expect(run.calls.filter((c) => c.endsWith('--login'))).toHaveLength(0);
 });
 
-test('a secret holding another initiator\'s pair stops at once, naming both', () => {
+test('a secret holding another initiator\'s pair stops at once, naming both', async () => {
   const { text } = commands();
   const value = JSON.stringify({ initiatorName: 'iqn.2000-01.com.example:other', secretToAuthenticateInitiator: secretValue() });
-  const run = runLinux({ commands: text, aws: [{ value }], env: fast });
+  const run = await runLinux({ commands: text, aws: [{ value }], env: fast });
   expect(run.status).toBe(1);
   expect(run.output).toMatch(/^cdk-chap-credentials: the secret \S+ holds the pair of iqn.2000-01.com.example:other, not of this host \(iqn.1994-05.com.redhat:host-b\)$/m);
 });
 
-test('a login refused for another reason than authentication or reachability stops with iscsiadm\'s own message', () => {
+test('a login refused for another reason than authentication or reachability stops with iscsiadm\'s own message', async () => {
   const { text } = commands();
-  const run = runLinux({ commands: text, aws: [{ value: pair(false).value }], logins: [7], env: fast });
+  const run = await runLinux({ commands: text, aws: [{ value: pair(false).value }], logins: [7], env: fast });
   expect(run.status).toBe(1);
   expect(run.output).toContain('cdk-chap-credentials: login to iqn.1997-05.com.amazon:myvolume at 10.0.0.10:3260 failed (iscsiadm exit 7): iscsiadm: login failed with 7');
 });
 
-test('an image without iscsiadm gets open-iscsi from its package manager first', () => {
+test('an image without iscsiadm gets open-iscsi from its package manager first', async () => {
   const { text } = commands();
-  const run = runLinux({ commands: text, aws: [{ value: pair(false).value }], withoutIscsiadm: true, env: fast });
+  const run = await runLinux({ commands: text, aws: [{ value: pair(false).value }], withoutIscsiadm: true, env: fast });
   expect(run.status).toBe(0);
   expect(run.calls[0]).toBe('apt-get install -y open-iscsi');
   expect(run.output).toContain('cdk-chap-credentials: installing the iSCSI initiator (iscsiadm is missing)');
 });
 
-test('an IPv6 portal reaches iscsiadm in brackets and names the record by the bare address', () => {
+test('an IPv6 portal reaches iscsiadm in brackets and names the record by the bare address', async () => {
   const { text } = commands('fd00:ec2::10');
   const { secrets, value } = pair(true);
-  const run = runLinux({ commands: text, aws: [{ value }], env: fast });
+  const run = await runLinux({ commands: text, aws: [{ value }], env: fast });
   expect(run.status).toBe(0);
   expect(run.calls).toContain(`iscsiadm -m node -T ${TARGET_IQN} -p [fd00:ec2::10]:3260 --login`);
   expectContained(run, secrets, `/etc/iscsi/nodes/${TARGET_IQN}/fd00:ec2::10,3260`);
 });
 
-test('the script file is ShellCheck-clean, and so is the script the commands write', () => {
+test('the script file is ShellCheck-clean, and so is the script the commands write', async () => {
   // ShellCheck is a Debian package that .ci/run installs; a missing one fails here, it never skips.
   const file = path.join(__dirname, '..', 'lib', 'host', 'connect-linux.sh');
   expect(execFileSync('shellcheck', ['--severity=style', file], { encoding: 'utf8' })).toBe('');
@@ -190,9 +190,9 @@ test('the script file is ShellCheck-clean, and so is the script the commands wri
   expect(execFileSync('shellcheck', ['--severity=style', '--shell=bash', '-'], { input: text, encoding: 'utf8' })).toBe('');
 });
 
-test('the containment check catches a secret given to a program, as the commands before these did (negative control)', () => {
+test('the containment check catches a secret given to a program, as the commands before these did (negative control)', async () => {
   const secret = secretValue();
-  const run = runLinux({
+  const run = await runLinux({
     commands: `iscsiadm -m node -T ${TARGET_IQN} -p 10.0.0.10:3260 -o update -n node.session.auth.password -v ${secret} || true`, env: fast,
   });
   expect(run.execs).toContain(secret);
