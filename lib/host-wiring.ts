@@ -117,7 +117,7 @@ export function wireIscsiHost(
     CHAP_TARGET_ARN: targetArn,
     CHAP_INITIATOR_NAME: props.initiatorName,
     CHAP_PORTAL_ADDRESS: portalAddress,
-    CHAP_PORTAL_PORT: Token.asString(port),
+    CHAP_PORTAL_PORT: Token.isUnresolved(port) ? Token.asString(port) : String(port),
   };
 
   const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shellQuote(v)])));

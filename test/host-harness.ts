@@ -24,10 +24,15 @@ export const DEPLOYED = { region: 'us-east-1', account: '111122223333' };
  * synthesized, and its Ref / Fn::GetAtt / Fn::Join are evaluated with a deployed ARN for every secret.
  */
 export function deployedText(stack: Stack, lines: string[], refs: Record<string, string> = {}): string {
-  new CfnResource(stack, `Probe${stack.node.children.length}`, { type: 'Test::Host::Commands', properties: { Text: Fn.join('\n', lines) } });
+  return deployedTexts(stack, [lines], refs)[0];
+}
+
+/** deployedText for several lists of lines of one stack (a stack is synthesized once). */
+export function deployedTexts(stack: Stack, lists: string[][], refs: Record<string, string> = {}): string[] {
+  lists.forEach((lines, i) => new CfnResource(stack, `Probe${i}`, { type: 'Test::Host::Commands', properties: { Index: i, Text: Fn.join('\n', lines) } }));
   const template = Template.fromStack(stack).toJSON();
-  const probe = Object.values(template.Resources as Record<string, { Type: string; Properties: { Text: unknown } }>)
-    .filter((r) => r.Type === 'Test::Host::Commands').pop()!;
+  const probes = Object.values(template.Resources as Record<string, { Type: string; Properties: { Index: number; Text: unknown } }>)
+    .filter((r) => r.Type === 'Test::Host::Commands').sort((a, b) => a.Properties.Index - b.Properties.Index);
   const evaluate = (v: unknown): string => {
     if (typeof v === 'string') return v;
     const o = v as Record<string, unknown>;
@@ -50,7 +55,7 @@ export function deployedText(stack: Stack, lines: string[], refs: Record<string,
     }
     throw new Error(`cannot evaluate ${JSON.stringify(v)}`);
   };
-  return evaluate(probe.Properties.Text);
+  return probes.map((probe) => evaluate(probe.Properties.Text));
 }
 
 export function newStack(env = true): Stack {

@@ -41,17 +41,23 @@ beforeAll(async () => {
   imds = await listen(http.createServer((req, res) => {
     if (req.method === 'PUT' && req.url === '/latest/api/token' && req.headers['x-aws-ec2-metadata-token-ttl-seconds']) {
       seen.tokenPuts++;
-      return res.end(IMDS_TOKEN);
+      res.end(IMDS_TOKEN);
+      return;
     }
     if (req.headers['x-aws-ec2-metadata-token'] !== IMDS_TOKEN) {
       seen.unauthenticatedGets++;
       res.statusCode = 401;
-      return res.end();
+      res.end();
+      return;
     }
-    if (req.url === '/latest/meta-data/iam/security-credentials/') return res.end('HostRole');
+    if (req.url === '/latest/meta-data/iam/security-credentials/') {
+      res.end('HostRole');
+      return;
+    }
     if (req.url === '/latest/meta-data/iam/security-credentials/HostRole') {
       seen.credentialGets++;
-      return res.end(JSON.stringify({ Code: 'Success', Type: 'AWS-HMAC', ...ROLE, Expiration: '2099-01-01T00:00:00Z' }));
+      res.end(JSON.stringify({ Code: 'Success', Type: 'AWS-HMAC', ...ROLE, Expiration: '2099-01-01T00:00:00Z' }));
+      return;
     }
     res.statusCode = 404;
     res.end();
@@ -76,7 +82,8 @@ beforeAll(async () => {
       if (!signedNames.includes('x-amz-security-token') || expected.headers.authorization !== auth) {
         seen.rejected++;
         res.writeHead(403, { 'content-type': 'application/x-amz-json-1.1' });
-        return res.end(JSON.stringify({ __type: 'InvalidSignatureException', message: 'The request signature we calculated does not match' }));
+        res.end(JSON.stringify({ __type: 'InvalidSignatureException', message: 'The request signature we calculated does not match' }));
+        return;
       }
       seen.verified++;
       const forward = http.request(`${emulator.endpoint}${req.url}`, { method: req.method, headers: req.headers }, (answer) => {
