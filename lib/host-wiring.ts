@@ -54,8 +54,9 @@ export interface IscsiHostWiring {
 
 /** Where the Linux commands put the rendered script; one file per initiator secret, so several targets can be wired. */
 export const LINUX_SCRIPT_DIR = '/var/lib/cdk-chap-credentials';
-/** The quoted heredoc's delimiter in the Linux commands. */
+/** The quoted heredocs' delimiters in the Linux commands: the script's head, then its compressed body. */
 export const LINUX_HEREDOC_END = 'CDK_CHAP_CREDENTIALS_SCRIPT';
+export const LINUX_BODY_END = 'CDK_CHAP_CREDENTIALS_BODY';
 const VALUES_START = '# >>> values (rendered by wireHost)';
 const VALUES_END = '# <<< values';
 
@@ -120,15 +121,22 @@ export function wireIscsiHost(
     CHAP_PORTAL_PORT: Token.isUnresolved(port) ? Token.asString(port) : String(port),
   };
 
+  // The script's head (what it does, and the values) goes in as it is; its body, the same for every app, as the
+  // package ships it compressed (lib/host/connect-linux.body.gz.b64): the script is about 20 KB, EC2 user data 16 KB.
   const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shellQuote(v)])));
+  const linuxHead = linuxScript.slice(0, linuxScript.indexOf(`${VALUES_END}\n`) + VALUES_END.length);
+  const linuxBody = fs.readFileSync(path.join(__dirname, 'host', 'connect-linux.body.gz.b64'), 'utf8').trimEnd().split('\n');
   // One file per initiator secret (its construct path, hashed), so a host wired to several targets keeps them apart.
   const file = `${LINUX_SCRIPT_DIR}/connect-${createHash('sha256').update(secret.node.path).digest('hex').slice(0, 12)}.sh`;
   const linuxCommands = [
     '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-linux.sh, rendered)',
     `mkdir -p ${LINUX_SCRIPT_DIR} && chmod 700 ${LINUX_SCRIPT_DIR}`,
     `(umask 077 && cat > ${file}) <<'${LINUX_HEREDOC_END}'`,
-    ...linuxScript.replace(/\n$/, '').split('\n'),
+    ...linuxHead.split('\n'),
     LINUX_HEREDOC_END,
+    `base64 -d <<'${LINUX_BODY_END}' | gunzip >> ${file}`,
+    ...linuxBody,
+    LINUX_BODY_END,
     `bash ${file}`,
   ];
 

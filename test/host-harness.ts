@@ -9,11 +9,12 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { App, CfnResource, Fn, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 
 /** The real programs the commands and the stand-ins may run; nothing else is on PATH (no AWS CLI unless a stand-in). */
-const TOOLS = ['bash', 'mkdir', 'chmod', 'mv', 'sleep', 'setsid', 'cat', 'rm'];
+const TOOLS = ['bash', 'mkdir', 'chmod', 'mv', 'sleep', 'setsid', 'cat', 'rm', 'base64', 'gunzip', 'gzip'];
 const PYTHON = spawnSync('python3', ['-c', 'import sys; print(sys.executable)'], { encoding: 'utf8' }).stdout.trim();
 
 /** Values as CloudFormation would give them after deployment. */
@@ -56,6 +57,13 @@ export function deployedTexts(stack: Stack, lists: string[][], refs: Record<stri
     throw new Error(`cannot evaluate ${JSON.stringify(v)}`);
   };
   return probes.map((probe) => evaluate(probe.Properties.Text));
+}
+
+/** The script the Linux commands write: their first heredoc (the head), then the second one decompressed (the body). */
+export function scriptOf(commands: string): string {
+  const head = /<<'CDK_CHAP_CREDENTIALS_SCRIPT'\n([^]*?\n)CDK_CHAP_CREDENTIALS_SCRIPT\n/.exec(commands)![1];
+  const body = /<<'CDK_CHAP_CREDENTIALS_BODY' \| gunzip >> \S+\n([^]*?)\nCDK_CHAP_CREDENTIALS_BODY\n/.exec(commands)![1];
+  return head + gunzipSync(Buffer.from(body, 'base64')).toString('utf8');
 }
 
 export function newStack(env = true): Stack {

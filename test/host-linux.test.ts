@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials } from '../lib';
 import { DOC_TARGET_ARN, HOST_B, secretValue } from './fixtures';
-import { AwsAnswer, DEPLOYED, LinuxRun, deployedText, newStack, runLinux } from './host-harness';
+import { AwsAnswer, DEPLOYED, LinuxRun, deployedText, newStack, runLinux, scriptOf } from './host-harness';
 
 const TARGET_IQN = 'iqn.1997-05.com.amazon:myvolume';
 
@@ -91,7 +91,8 @@ test('mutual CHAP: the exact calls, the node record at login, AWS\'s settings, a
   expect(run.output).toMatch(/^\+ bash \/var\/lib\/cdk-chap-credentials\/connect-[0-9a-f]{12}\.sh$/m);
   expect(run.output).toContain(`cdk-chap-credentials: connected to ${TARGET_IQN} at 10.0.0.10:3260 as ${HOST_B}`);
   // The script the commands wrote (no secret in it, only where to read them) is root's alone.
-  expect(run.files.filter((f) => f.path.startsWith('/var/lib/cdk-chap-credentials/connect-')).map((f) => f.mode)).toEqual([0o600]);
+  const written = run.files.filter((f) => f.path.startsWith('/var/lib/cdk-chap-credentials/connect-'));
+  expect(written.map((f) => [f.mode, f.content])).toEqual([[0o600, scriptOf(text)]]);
 });
 
 test('one-way CHAP on RHEL\'s layout: a record left with mutual settings loses them; iscsid.conf keeps its other lines', async () => {
@@ -185,7 +186,7 @@ test('the script file is ShellCheck-clean, and so is the script the commands wri
   const file = path.join(__dirname, '..', 'lib', 'host', 'connect-linux.sh');
   expect(execFileSync('shellcheck', ['--severity=style', file], { encoding: 'utf8' })).toBe('');
   const { text } = commands();
-  const rendered = /<<'CDK_CHAP_CREDENTIALS_SCRIPT'\n([^]*)\nCDK_CHAP_CREDENTIALS_SCRIPT\n/.exec(text)![1];
+  const rendered = scriptOf(text);
   expect(execFileSync('shellcheck', ['--severity=style', '-'], { input: rendered, encoding: 'utf8' })).toBe('');
   expect(execFileSync('shellcheck', ['--severity=style', '--shell=bash', '-'], { input: text, encoding: 'utf8' })).toBe('');
 });

@@ -6,14 +6,15 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { App, Token } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials } from '../lib';
-import { LINUX_HEREDOC_END, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
+import { LINUX_BODY_END, LINUX_HEREDOC_END, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
 import { DEMO_HOST_INITIATOR, demoStack } from '../bin/demo-stack';
 import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
-import { DEPLOYED, deployedText, deployedTexts, newStack } from './host-harness';
+import { DEPLOYED, deployedText, deployedTexts, newStack, scriptOf } from './host-harness';
 import { parsePowerShell, syntaxProblems, taint } from './powershell';
 
 const HOST_DIR = path.join(__dirname, '..', 'lib', 'host');
@@ -39,12 +40,13 @@ describe('Linux commands', () => {
   test('write the package\'s script, its values block filled in, to a root-only file and run it with bash', () => {
     const { stack, wiring, secretArn } = wired();
     const text = deployedText(stack, wiring.linuxCommands);
-    const [comment, mkdir, cat, ...rest] = text.split('\n');
-    expect(comment).toMatch(/^# cdk-chap-credentials: /);
-    expect(mkdir).toBe('mkdir -p /var/lib/cdk-chap-credentials && chmod 700 /var/lib/cdk-chap-credentials');
-    const file = /^\(umask 077 && cat > (\/var\/lib\/cdk-chap-credentials\/connect-[0-9a-f]{12}\.sh)\) <<'CDK_CHAP_CREDENTIALS_SCRIPT'$/.exec(cat)![1];
-    expect(rest.slice(-2)).toEqual([LINUX_HEREDOC_END, `bash ${file}`]);
-    expect(`${rest.slice(0, -2).join('\n')}\n`).toBe(fileWithValues(LINUX_FILE, [
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^# cdk-chap-credentials: /);
+    expect(lines[1]).toBe('mkdir -p /var/lib/cdk-chap-credentials && chmod 700 /var/lib/cdk-chap-credentials');
+    const file = /^\(umask 077 && cat > (\/var\/lib\/cdk-chap-credentials\/connect-[0-9a-f]{12}\.sh)\) <<'CDK_CHAP_CREDENTIALS_SCRIPT'$/.exec(lines[2])![1];
+    expect(lines).toContain(`base64 -d <<'${LINUX_BODY_END}' | gunzip >> ${file}`);
+    expect(lines.slice(-2)).toEqual([LINUX_BODY_END, `bash ${file}`]);
+    expect(scriptOf(text)).toBe(fileWithValues(LINUX_FILE, [
       `CHAP_SECRET_ID='${secretArn}'`,
       `CHAP_REGION='${DEPLOYED.region}'`,
       `CHAP_TARGET_ARN='${DOC_TARGET_ARN}'`,
@@ -52,9 +54,20 @@ describe('Linux commands', () => {
       "CHAP_PORTAL_ADDRESS='10.0.0.10'",
       "CHAP_PORTAL_PORT='3260'",
     ]));
-    // The heredoc is quoted and its end marker appears nowhere in the script: the script is written as it is.
+    // In plain text: what the script does and the values; the rest is compressed to fit EC2's 16 KB of user data.
+    expect(text).toContain('# cdk-chap-credentials: connects this Linux host to one Storage Gateway iSCSI target');
+    expect(Buffer.byteLength(text)).toBeLessThan(12 * 1024);
+    // The heredocs are quoted and their end markers appear nowhere in the script: it is written as it is.
     expect(LINUX_FILE.split('\n')).not.toContain(LINUX_HEREDOC_END);
+    expect(LINUX_FILE.split('\n')).not.toContain(LINUX_BODY_END);
     execFileSync('bash', ['-n'], { input: text });
+  });
+
+  test('the compressed body the package ships is the script\'s body (after `npm run host-scripts`)', () => {
+    const shipped = gunzipSync(Buffer.from(fs.readFileSync(path.join(HOST_DIR, 'connect-linux.body.gz.b64'), 'utf8'), 'base64')).toString('utf8');
+    const body = LINUX_FILE.slice(LINUX_FILE.indexOf('# <<< values\n') + '# <<< values\n'.length);
+    if (shipped !== body) throw new Error('lib/host/connect-linux.body.gz.b64 is stale: run `npm run host-scripts` and commit it');
+    expect(shipped).toBe(body);
   });
 
   test('tokens stay tokens until CloudFormation resolves them: the region of an environment-agnostic stack, the secret\'s ARN', () => {
