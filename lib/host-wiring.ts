@@ -150,10 +150,11 @@ export function wireIscsiHost(
   };
   const windowsScript = renderHostScript('connect-windows.ps1',
     Object.fromEntries(Object.entries(windowsValues).map(([k, v]) => [k, powerShellQuote(v)])));
+  // Without its comment lines (the package's file has them), so two Windows wirings fit in EC2's 16 KB of user data.
   const windowsCommands = [
     '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-windows.ps1, rendered)',
     '& {',
-    ...windowsScript.replace(/\n$/, '').split('\n'),
+    ...windowsScript.replace(/\n$/, '').split('\n').filter((line) => !/^\s*#/.test(line)),
     '}',
   ];
 
