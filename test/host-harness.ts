@@ -128,6 +128,7 @@ while (($#)); do
     -v) value=$2; shift 2 ;;
     -k) exit 0 ;;
     --login) login=1; shift ;;
+    --logout) exit 0 ;;
     *) echo "iscsiadm stand-in: unexpected argument $1" >&2; exit 7 ;;
   esac
 done

@@ -199,3 +199,48 @@ test('the containment check catches a secret given to a program, as the commands
   expect(run.execs).toContain(secret);
   expect(run.output).toContain(secret); // the outer `set -x` printed it too
 });
+
+describe('--relogin (what the rotation agent runs when a session fails authentication)', () => {
+  test('logs out and in with the AWSPENDING pair when there is one', async () => {
+    const { text, secretArn } = commands();
+    const [before, pending] = [pair(true), pair(true)];
+    const run = await runLinux({
+      commands: `${text}\nbash /var/lib/cdk-chap-credentials/connect-*.sh --relogin`, aws: [{ value: before.value }, { value: pending.value }], env: fast,
+    });
+    expect(run.status).toBe(0);
+    expect(run.calls.slice(-3)).toEqual([
+      node('--logout'),
+      `aws secretsmanager get-secret-value --region ${DEPLOYED.region} --secret-id ${secretArn} --version-stage AWSPENDING --query SecretString --output text`,
+      node('--login'),
+    ]);
+    expect(run.recordsAtLogin[1]).toContain(`node.session.auth.password = ${pending.initiator}`);
+    expect(run.recordsAtLogin[1]).toContain(`node.session.auth.password_in = ${pending.target}`);
+    expect(run.output).toContain('cdk-chap-credentials: logged in again to iqn.1997-05.com.amazon:myvolume at 10.0.0.10:3260 with the AWSPENDING credentials');
+    expectContained(run, pending.secrets, `/etc/iscsi/nodes/${TARGET_IQN}/10.0.0.10,3260`);
+    // The pair it replaced is nowhere any more.
+    for (const secret of before.secrets) {
+      expect(run.execs + run.output).not.toContain(secret);
+      expect(run.files.filter((f) => f.content.includes(secret))).toEqual([]);
+    }
+  });
+
+  test('falls back to AWSCURRENT when no rotation is staged, and fails in one line when neither logs in', async () => {
+    const { text, secretArn } = commands();
+    const current = pair(false);
+    const noPending = { error: 'An error occurred (ResourceNotFoundException) when calling the GetSecretValue operation: staging label: AWSPENDING' };
+    const ok = await runLinux({
+      commands: `${text}\nbash /var/lib/cdk-chap-credentials/connect-*.sh --relogin`, aws: [{ value: current.value }, noPending, { value: current.value }], env: fast,
+    });
+    expect(ok.status).toBe(0);
+    expect(ok.calls.filter((c) => c.startsWith('aws ')).slice(1)).toEqual([
+      `aws secretsmanager get-secret-value --region ${DEPLOYED.region} --secret-id ${secretArn} --version-stage AWSPENDING --query SecretString --output text`,
+      `aws secretsmanager get-secret-value --region ${DEPLOYED.region} --secret-id ${secretArn} --version-stage AWSCURRENT --query SecretString --output text`,
+    ]);
+    expect(ok.output).toContain('with the AWSCURRENT credentials');
+    const refused = await runLinux({
+      commands: `${text}\nbash /var/lib/cdk-chap-credentials/connect-*.sh --relogin`, aws: [{ value: current.value }], logins: [0, 24], env: fast,
+    });
+    expect(refused.status).toBe(1);
+    expect(refused.output).toMatch(/^cdk-chap-credentials: no stored credentials log in to iqn.1997-05.com.amazon:myvolume at 10.0.0.10:3260$/m);
+  });
+});

@@ -12,6 +12,8 @@
 # each time what it waits for (CHAP_WAIT_SECONDS in all, CHAP_RETRY_SECONDS apart).
 # The CHAP secrets travel through pipes, shell variables and the root-only node record only: never a command's
 # argument, never traced output (set +x below), never a log line.
+# Run with --relogin (as lib/host/chap-agent.sh does when the session fails authentication after the gateway's
+# credentials changed), it logs out and in again with the pair staged AWSPENDING, else AWSCURRENT.
 set +x
 set -uo pipefail
 umask 077
@@ -384,11 +386,13 @@ usable_secret() { [[ -n $1 && ! $1 =~ [[:cntrl:]] && ! $1 =~ ^[[:space:]] && ! $
 
 # --- connecting ----------------------------------------------------------------------------------------------------
 
-# One attempt: read the pair, write it, log in. Returns 0 when connected; otherwise 1 with WAITING_FOR set.
+# One attempt: read the pair (of STAGE, AWSCURRENT when empty), write it, log in. Returns 0 when connected; otherwise
+# 1 with WAITING_FOR set.
 WAITING_FOR=''
+STAGE=''
 attempt() {
   local value status
-  if ! value=$(get_secret_value '' 2>"$ERRORS"); then
+  if ! value=$(get_secret_value "$STAGE" 2>"$ERRORS"); then
     WAITING_FOR="the secret $CHAP_SECRET_ID to be readable ($(last_error))"
     return 1
   fi
@@ -459,10 +463,31 @@ enable_boot_login() {
   fi
 }
 
+# --relogin: the gateway's credentials changed (a rotation) and the session failed to authenticate. Logs out and in
+# again with the pair staged AWSPENDING (the rotation in progress), else AWSCURRENT. Run by lib/host/chap-agent.sh.
+relogin() {
+  local stage
+  find_node_file
+  for stage in AWSPENDING AWSCURRENT; do
+    STAGE=$stage
+    iscsi_node --logout >/dev/null 2>&1 # no session to end is fine
+    if attempt; then
+      log "logged in again to $TARGET_IQN at $PORTAL with the $stage credentials"
+      return 0
+    fi
+    log "the $stage credentials did not log in: waiting for $WAITING_FOR"
+  done
+  fail "no stored credentials log in to $TARGET_IQN at $PORTAL"
+}
+
 main() {
   ((EUID == 0)) || fail "must run as root"
   [[ -n $CHAP_SECRET_ID && -n $CHAP_REGION && -n $TARGET_IQN && -n $CHAP_INITIATOR_NAME && -n $CHAP_PORTAL_ADDRESS ]] \
     || fail "the values block is incomplete: render this script with ChapCredentials.wireHost"
+  if [[ ${1:-} == --relogin ]]; then
+    relogin
+    return
+  fi
   { mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"; } || fail "cannot create $STATE_DIR"
   install_initiator
   set_initiator_name
