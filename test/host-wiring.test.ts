@@ -15,7 +15,7 @@ import { LINUX_BODY_END, LINUX_HEREDOC_END, portalAddressError, powerShellQuote,
 import { DEMO_HOST_INITIATOR, demoStack } from '../bin/demo-stack';
 import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
 import { DEPLOYED, deployedText, deployedTexts, newStack, scriptOf } from './host-harness';
-import { parsePowerShell, syntaxProblems, taint } from './powershell';
+import { SyntaxNode, powerShellParser, syntaxProblems, taint } from './powershell';
 
 const HOST_DIR = path.join(__dirname, '..', 'lib', 'host');
 const LINUX_FILE = fs.readFileSync(path.join(HOST_DIR, 'connect-linux.sh'), 'utf8');
@@ -136,6 +136,11 @@ describe('portal addresses', () => {
 });
 
 describe('Windows commands', () => {
+  let parsePowerShell: (source: string) => SyntaxNode;
+  beforeAll(async () => {
+    parsePowerShell = await powerShellParser();
+  });
+
   test('a script block holding the package\'s script, its values block filled in', () => {
     const { stack, wiring, secretArn } = wired({ portalAddress: 'fd00:ec2::10' });
     const text = deployedText(stack, wiring.windowsCommands);

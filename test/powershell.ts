@@ -1,21 +1,22 @@
 /**
- * PowerShell read with a real PowerShell grammar (tree-sitter-powershell, its prebuilt Node binding) and a
- * conservative taint analysis over the syntax tree: which variables may hold a value read from Secrets Manager, and
- * which programs outside PowerShell (native executables) would receive one on their command line.
+ * PowerShell read with a real PowerShell grammar (tree-sitter-powershell's WebAssembly build, loaded by
+ * web-tree-sitter: no native module to compile) and a conservative taint analysis over the syntax tree: which
+ * variables may hold a value read from Secrets Manager, and which programs outside PowerShell (native executables)
+ * would receive one on their command line.
  */
-import * as path from 'node:path';
-import Parser from 'tree-sitter';
+import * as fs from 'node:fs';
+import { Language, Node, Parser } from 'web-tree-sitter';
 
-// The grammar's own entry point is an ES module; its prebuilt binding loads the same way it does.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const grammar = require('node-gyp-build')(path.dirname(require.resolve('tree-sitter-powershell/package.json'))) as Parser.Language;
+export type SyntaxNode = Node;
 
-export type SyntaxNode = Parser.SyntaxNode;
-
-export function parsePowerShell(source: string): SyntaxNode {
+/** A parser for PowerShell; load it once (in beforeAll). */
+export async function powerShellParser(): Promise<(source: string) => SyntaxNode> {
+  await Parser.init();
+  // The grammar's bytes, read here: web-tree-sitter would otherwise import node:fs dynamically, which jest forbids.
+  const language = await Language.load(fs.readFileSync(require.resolve('tree-sitter-powershell/tree-sitter-powershell.wasm')));
   const parser = new Parser();
-  parser.setLanguage(grammar);
-  return parser.parse(source).rootNode;
+  parser.setLanguage(language);
+  return (source) => parser.parse(source)!.rootNode;
 }
 
 function* nodes(node: SyntaxNode): Generator<SyntaxNode> {
