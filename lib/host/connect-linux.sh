@@ -143,19 +143,24 @@ iscsid_listening() {
 start_iscsid() {
   local i
   if has_systemd; then
-    if ((NAME_CHANGED)); then systemctl restart iscsid; else systemctl enable --now iscsid; fi >&2 2>&1 \
+    systemctl enable iscsid >/dev/null 2>&1
+    if ((NAME_CHANGED)); then systemctl restart iscsid; else systemctl start iscsid; fi >&2 2>&1 \
       || fail "systemctl could not start iscsid"
     return 0
   fi
   # No systemd (containers, minimal guests): run iscsid in a session of its own (its SIGTERM handler signals its
   # whole process group), and restart it when the initiator name changed.
+  # Whole seconds: busybox's sleep may not take fractions.
   if ((NAME_CHANGED)) && iscsid_listening; then
     iscsiadm -k 0 >&2 2>&1
-    for ((i = 0; i < 50; i++)); do iscsid_listening || break; sleep 0.2; done
+    for ((i = 0; i < 10; i++)); do iscsid_listening || break; sleep 1; done
   fi
   iscsid_listening && return 0
   if command -v setsid >/dev/null; then setsid iscsid; else iscsid; fi || fail "iscsid did not start"
-  for ((i = 0; i < 50; i++)); do iscsid_listening && return 0; sleep 0.2; done
+  for ((i = 0; i < 10; i++)); do
+    iscsid_listening && return 0
+    sleep 1
+  done
   fail "iscsid did not start listening within 10 s"
 }
 
