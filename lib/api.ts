@@ -146,14 +146,36 @@ function quote(value: unknown): string {
   return typeof value === 'string' ? `'${value}'` : JSON.stringify(value) ?? String(value);
 }
 
+const GATEWAY_ARN_PATTERN = /^arn:aws[a-z-]*:storagegateway:[a-z0-9-]+:\d{12}:gateway\/[A-Za-z0-9-]+$/;
+const VOLUME_ARN_PATTERN = /^arn:aws[a-z-]*:storagegateway:[a-z0-9-]+:\d{12}:gateway\/[A-Za-z0-9-]+\/volume\/[A-Za-z0-9-]+$/;
+
 /** The reason `value` is not a Storage Gateway target ARN, or undefined when it is one. */
 export function targetArnError(property: string, value: unknown): string | undefined {
   if (typeof value !== 'string' || value.length < TARGET_ARN_MIN_LENGTH || value.length > TARGET_ARN_MAX_LENGTH
     || !TARGET_ARN_PATTERN.test(value)) {
     return `'${property}' must be a Storage Gateway iSCSI target ARN (${TARGET_ARN_FORM}, `
-      + `${TARGET_ARN_MIN_LENGTH} to ${TARGET_ARN_MAX_LENGTH} characters), got ${quote(value)}`;
+      + `${TARGET_ARN_MIN_LENGTH} to ${TARGET_ARN_MAX_LENGTH} characters), got ${quote(value)}${targetArnHint(value)}`;
   }
   return undefined;
+}
+
+/** Where the target ARN comes from, when `value` is the ARN of the volume or of the gateway instead. */
+function targetArnHint(value: unknown): string {
+  if (typeof value !== 'string') return '';
+  if (VOLUME_ARN_PATTERN.test(value)) {
+    return ': that is a volume ARN; its target ARN is the volume\'s TargetARN, printed by `aws storagegateway '
+      + `describe-cached-iscsi-volumes --volume-arns ${value} --query 'CachediSCSIVolumes[].VolumeiSCSIAttributes.TargetARN' `
+      + '--output text` (describe-stored-iscsi-volumes and StorediSCSIVolumes for a stored volume), or give the '
+      + 'volume\'s CfnVolume as \'volume\' instead of \'targetArn\'';
+  }
+  if (GATEWAY_ARN_PATTERN.test(value)) {
+    return ': that is a gateway ARN, and a gateway has one target per volume; list its volumes with `aws storagegateway '
+      + `list-volumes --gateway-arn ${value} --query 'VolumeInfos[].VolumeARN' --output text\`, then print a volume's `
+      + 'target ARN with `aws storagegateway describe-cached-iscsi-volumes --volume-arns <volume ARN> --query '
+      + '\'CachediSCSIVolumes[].VolumeiSCSIAttributes.TargetARN\' --output text`, or give the volume\'s CfnVolume as '
+      + '\'volume\' instead of \'targetArn\'';
+  }
+  return '';
 }
 
 /** The reason `value` is not an iSCSI initiator name, or undefined when it is one. */

@@ -1,4 +1,4 @@
-import { CfnOutput, CfnResource, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, CfnResource, CustomResource, Duration, Fn, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -11,7 +11,8 @@ import {
   initiatorNameError, initiatorSecretNamePart, parameterNameError, secretNameError, targetArnError,
 } from './api';
 import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
-import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
+import { acknowledgeEach } from './compat';
+import { ChapCredentialsProvider, SERVICE_TIMEOUT } from './provider';
 
 /** Properties of a {@link ChapCredentials}. */
 export interface ChapCredentialsProps {
@@ -101,10 +102,10 @@ export interface ChapCredentialsProps {
   readonly outputInitiatorNames?: boolean;
 
   /**
-   * Export name of the initiator names output, so other stacks can import it (`Fn.importValue`). While another stack
-   * imports it, CloudFormation refuses every deploy of this stack that changes the names (a new initiator on the
-   * target, one removed); to follow the names without blocking deploys, read them from `initiatorNamesParameterName`
-   * instead. An export holds at most 1024 characters.
+   * Export name of the initiator names output, so other stacks can import it (`Fn.importValue`). Needs that output (not
+   * with `outputInitiatorNames: false`). While another stack imports it, CloudFormation refuses every deploy of this
+   * stack that changes the names (a new initiator on the target, one removed); to follow the names without blocking
+   * deploys, read them from `initiatorNamesParameterName` instead. An export holds at most 1024 characters.
    *
    * @default - the output is not exported
    */
@@ -123,7 +124,8 @@ export interface ChapCredentialsProps {
   /**
    * Re-read the target this often between deploys (an EventBridge schedule invokes the stack's provider function)
    * and rewrite the secrets whose values changed on the gateway. A refresh never deletes or blanks a secret; one that
-   * fails is logged and counts in the function's Errors metric. At least one minute.
+   * fails is logged and counts in the function's Errors metric. A whole number of minutes (EventBridge rates are whole
+   * minutes, hours or days), at least one.
    *
    * @default - no refresh: the secrets change only when the stack deploys an update of this construct
    */
@@ -253,6 +255,7 @@ export class ChapCredentials extends Construct {
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
+    warnOfTargetEnv(this, props.targetArn);
     const rotationRules = props.rotation && rotationRulesOf(props);
     this.targetArn = props.targetArn ?? Token.asString(props.volume!.getAtt('TargetARN'));
     this.portalAddress = (props.volume as { networkInterfaceId?: string } | undefined)?.networkInterfaceId;
@@ -273,12 +276,13 @@ export class ChapCredentials extends Construct {
         description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString,
       });
       secret.applyRemovalPolicy(removalPolicy);
-      if (rotationReason) acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'], rotationReason);
-      if (!props.encryptionKey) {
-        acknowledge(secret, ['NIST.800.53.R5-SecretsManagerUsingKMSKey'],
-          'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
-          + 'managed key to meet this control.');
-      }
+      acknowledgeEach(secret, [
+        ...(rotationReason ? [
+          { id: 'AwsSolutions-SMG4', reason: rotationReason },
+          { id: 'NIST.800.53.R5-SecretsManagerRotationEnabled', reason: rotationReason },
+        ] : []),
+        ...(props.encryptionKey ? [] : [{ id: 'NIST.800.53.R5-SecretsManagerUsingKMSKey', reason: NO_KEY_REASON }]),
+      ]);
       return secret;
     };
     if (props.encryptionKey) {
@@ -317,6 +321,14 @@ export class ChapCredentials extends Construct {
     // CloudFormation generates and only the provider's role reads), so the handler knows its own credentials on the
     // gateway, and an initiator gets the same target secret on every target of the stack (see lambda/plan.ts).
     const credentialKeyArn = this.managesCredentials ? provider.credentialKeyArn(props.encryptionKey) : undefined;
+    if (credentialKeyArn) {
+      // A literal target by its ARN, a volume by its path, any other token by itself (the same token twice is the same target).
+      provider._claimManagedInitiators(this, {
+        key: props.volume ? `volume:${props.volume.node.path}` : props.targetArn!,
+        description: props.volume ? `the target of volume '${props.volume.node.path}'`
+          : Token.isUnresolved(props.targetArn) ? 'the target of the same token' : `target '${props.targetArn}'`,
+      }, (props.initiators ?? []).filter((name) => !Token.isUnresolved(name)), props.chapMode ?? ChapMode.MUTUAL);
+    }
     provider.register({
       targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
@@ -457,6 +469,29 @@ interface SecretOptions {
   readonly rotationReason?: string | null;
 }
 
+/** Why a secret without a customer key is acknowledged for the rule packs' KMS control. */
+const NO_KEY_REASON = 'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
+  + 'managed key to meet this control.';
+
+/** The id of the warning given when a literal target is in another region or account than the stack's. */
+const TARGET_ENV_MISMATCH = 'cdk-chap-credentials:target-env-mismatch';
+
+/** Warns when a literal target ARN names another region or account than the stack's, where both are known at synth. */
+function warnOfTargetEnv(scope: Construct, targetArn: string | undefined): void {
+  if (targetArn === undefined || Token.isUnresolved(targetArn) || targetArnError('targetArn', targetArn)) return;
+  const stack = Stack.of(scope);
+  const [, , , region, account] = targetArn.split(':');
+  const mismatches = [
+    ...(!Token.isUnresolved(stack.region) && stack.region !== region ? [`region ${region}, not the stack's ${stack.region}`] : []),
+    ...(!Token.isUnresolved(stack.account) && stack.account !== account ? [`account ${account}, not the stack's ${stack.account}`] : []),
+  ];
+  if (mismatches.length) {
+    Annotations.of(scope).addWarningV2(TARGET_ENV_MISMATCH, '\'targetArn\' must be in the stack\'s region and account (the '
+      + 'provider calls Storage Gateway there, so the deployment would fail), got a target in '
+      + `${mismatches.join(' and ')}: '${targetArn}'; put this ChapCredentials in a stack whose env is the target's`);
+  }
+}
+
 function validateProps(props: ChapCredentialsProps): void {
   const fail = (message: string | undefined) => {
     if (message) throw new Error(message);
@@ -482,8 +517,22 @@ function validateProps(props: ChapCredentialsProps): void {
     if (seen.has(name)) fail(`'initiators' must not repeat an initiator name, got '${name}' more than once`);
     seen.add(name);
   });
-  if (props.refresh && !props.refresh.isUnresolved() && props.refresh.toSeconds() < 60) {
-    fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
+  if (props.refresh && !props.refresh.isUnresolved()) {
+    const refreshMs = props.refresh.toMilliseconds({ integral: false });
+    if (refreshMs < 60_000) {
+      fail(`'refresh' must be at least 1 minute (EventBridge's shortest rate), got ${props.refresh.toHumanString()}`);
+    }
+    if (refreshMs % 60_000 !== 0) {
+      // EventBridge rates are whole minutes, hours or days; aws-cdk-lib's own error would not name the prop.
+      const minutes = Math.ceil(refreshMs / 60_000);
+      fail('\'refresh\' must be a whole number of minutes (EventBridge rates are whole minutes, hours or days), got '
+        + `${props.refresh.toHumanString()}; give Duration.minutes(${minutes}) or another whole number of minutes`);
+    }
+  }
+  if (props.initiatorNamesExportName !== undefined && props.outputInitiatorNames === false) {
+    fail('\'initiatorNamesExportName\' exports the initiator names output, which \'outputInitiatorNames: false\' turns off, got '
+      + `initiatorNamesExportName ${JSON.stringify(props.initiatorNamesExportName)} with it; drop 'outputInitiatorNames: false' `
+      + 'to export the names, or drop \'initiatorNamesExportName\'');
   }
   if (props.refresh) {
     // EventBridge keeps at most 8192 characters of a target's input; each declared initiator takes up to about 400.

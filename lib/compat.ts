@@ -30,26 +30,45 @@ function canAcknowledgeValidations(): boolean {
 }
 
 /**
+ * The prefix `Validations.of(x).acknowledge` gives a rule id without one (`Annotation::` since aws-cdk-lib 2.262.1,
+ * `annotation::` before); readers of the acknowledgments (cdk-nag 3, aws-cdk-lib's report) take it in either case.
+ */
+const ACKNOWLEDGED_RULE_PREFIX = 'Annotation::';
+
+/**
  * Acknowledges rule-pack findings on `scope`, with the same reason in both forms cdk-nag understands:
- * - `Validations.of(scope).acknowledge`, read by cdk-nag 3 and other policy validation plugins, where aws-cdk-lib has it;
+ * - the acknowledged-rules metadata of `scope`, as `Validations.of(scope).acknowledge` records it, read by cdk-nag 3 and
+ *   aws-cdk-lib's policy validation report, where aws-cdk-lib has that API. Written here directly, as one entry for all
+ *   of `ids` and without the stack trace `acknowledge` captures for each rule (the largest cost of a construct's synth
+ *   otherwise); the entry is what `Validations.ACKNOWLEDGED_RULES_METADATA_KEY` documents for plugin authors;
  * - the `cdk_nag` CloudFormation metadata of the L1 resource (`scope` itself or its default child), read by cdk-nag 2,
  *   merged with the rules already there.
  */
 export function acknowledge(scope: IConstruct, ids: readonly string[], reason: string): void {
-  if (reason.length < MIN_REASON_LENGTH || [...reason].some((c) => c.codePointAt(0)! > 127)) {
-    // cdk-nag 2 fails the synth on a short reason and base64-encodes non-ASCII ones: keep ours plain and readable.
-    throw new Error(`an acknowledgment's reason must be ASCII of at least ${MIN_REASON_LENGTH} characters, got '${reason}'`);
+  acknowledgeEach(scope, ids.map((id) => ({ id, reason })));
+}
+
+/** Like {@link acknowledge}, each rule with its own reason, in one entry of each form. */
+export function acknowledgeEach(scope: IConstruct, acknowledgments: ReadonlyArray<{ readonly id: string; readonly reason: string }>): void {
+  if (!acknowledgments.length) return;
+  for (const { reason } of acknowledgments) {
+    if (reason.length < MIN_REASON_LENGTH || /[^\x20-\x7e]/.test(reason)) {
+      // cdk-nag 2 fails the synth on a short reason and base64-encodes non-ASCII ones: keep ours plain and readable.
+      throw new Error(`an acknowledgment's reason must be printable ASCII of at least ${MIN_REASON_LENGTH} characters, got '${reason}'`);
+    }
   }
   if (canAcknowledgeValidations()) {
-    newer.Validations!.of(scope).acknowledge(...ids.map((id) => ({ id, reason })));
+    scope.node.addMetadata(newer.Validations!.ACKNOWLEDGED_RULES_METADATA_KEY,
+      Object.fromEntries(acknowledgments.map(({ id, reason }) => [`${ACKNOWLEDGED_RULE_PREFIX}${id}`, reason])));
   }
   const resource = CfnResource.isCfnResource(scope) ? scope : scope.node.defaultChild;
   if (!resource || !CfnResource.isCfnResource(resource)) {
-    throw new Error(`cannot acknowledge ${ids.join(', ')} on '${scope.node.path}': it is not a CloudFormation resource and has none as default child`);
+    throw new Error(`cannot acknowledge ${acknowledgments.map((a) => a.id).join(', ')} on '${scope.node.path}': it is not a `
+      + 'CloudFormation resource and has none as default child');
   }
   const metadata = (resource.getMetadata(CDK_NAG_METADATA_KEY) ?? {}) as { rules_to_suppress?: NagRule[] };
   const rules = [...(metadata.rules_to_suppress ?? [])];
-  for (const id of ids) {
+  for (const { id, reason } of acknowledgments) {
     // A suppression of the whole rule already there stands; one limited by applies_to does not cover ours.
     if (!rules.some((rule) => rule.id === id && !rule.applies_to)) rules.push({ id, reason });
   }

@@ -1,3 +1,7 @@
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { isIP } from 'node:net';
+import * as path from 'node:path';
 import { Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -8,7 +12,8 @@ export interface IscsiHostProps {
   readonly initiatorName: string;
 
   /**
-   * Address of the gateway's iSCSI interface: an IP address or a DNS name.
+   * Address of the gateway's iSCSI interface: an IPv4 address, an IPv6 address (without brackets) or a DNS name,
+   * without a port (give the port in `portalPort`).
    *
    * @default - the volume's `NetworkInterfaceId`, when the construct targets a `volume`
    */
@@ -26,14 +31,20 @@ export interface IscsiHostProps {
 }
 
 /**
- * Boot commands that connect one host to the target with CHAP. The CHAP secrets are read from Secrets Manager by the
- * host's own role when the commands run; neither the commands nor the template ever hold them. One-way or mutual
- * CHAP is chosen at boot from the secret (mutual when it holds `secretToAuthenticateTarget`).
+ * Boot commands that connect one host to the target with CHAP. They carry a script (the package's
+ * `lib/host/connect-linux.sh` or `lib/host/connect-windows.ps1`, rendered with the app's values) that reads the CHAP
+ * secrets from Secrets Manager with the host's own role when it runs; neither the commands nor the template ever hold
+ * them. One-way or mutual CHAP is chosen at boot from the secret (mutual when it holds `secretToAuthenticateTarget`).
+ * A host that boots before its secret holds its pair, or before the gateway holds it, waits and retries (30 minutes).
  */
 export interface IscsiHostWiring {
-  /** Bash for a Linux host with open-iscsi (Amazon Linux, RHEL, Ubuntu), for `ec2.UserData.forLinux()`; needs the AWS CLI and python3. */
+  /**
+   * Bash for a Linux host (Amazon Linux 2023, RHEL 9, Ubuntu 22.04/24.04), for `ec2.UserData.forLinux()`: writes the
+   * rendered script to a root-only file under /var/lib/cdk-chap-credentials/ and runs it with bash. Installs open-iscsi
+   * when it is missing; reads the secret with the AWS CLI, or with python3 when the image has no CLI.
+   */
   readonly linuxCommands: string[];
-  /** PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Windows AMIs). */
+  /** PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Amazon's Windows AMIs). */
   readonly windowsCommands: string[];
   /** The secret the host reads: its own pair only. */
   readonly secret: secretsmanager.ISecret;
@@ -41,7 +52,49 @@ export interface IscsiHostWiring {
   readonly grant: iam.Grant;
 }
 
-const PORTAL_ADDRESS = /^[A-Za-z0-9.:-]{1,255}$/;
+/** Where the Linux commands put the rendered script; one file per initiator secret, so several targets can be wired. */
+export const LINUX_SCRIPT_DIR = '/var/lib/cdk-chap-credentials';
+/** The quoted heredocs' delimiters in the Linux commands: the script's head, then its compressed body. */
+export const LINUX_HEREDOC_END = 'CDK_CHAP_CREDENTIALS_SCRIPT';
+export const LINUX_BODY_END = 'CDK_CHAP_CREDENTIALS_BODY';
+const VALUES_START = '# >>> values (rendered by wireHost)';
+const VALUES_END = '# <<< values';
+
+const DNS_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+const DNS_NAME = new RegExp(`^(?=.{1,253}\\.?$)${DNS_LABEL}(?:\\.${DNS_LABEL})*\\.?$`);
+
+/** Why a portal address is refused, or undefined when it is an IP address or a DNS name without a port. */
+export function portalAddressError(address: string): string | undefined {
+  if (isIP(address) !== 0) return undefined;
+  // A DNS name made only of digits and dots is an IPv4 address gone wrong (10.0.0.300), not a name.
+  if (DNS_NAME.test(address) && !/^[0-9.]+$/.test(address)) return undefined;
+  return "'portalAddress' must be an IPv4 address, an IPv6 address (without brackets) or a DNS name, without a port "
+    + `(give the port in 'portalPort'), got '${address}'`;
+}
+
+/** `value` as a single-quoted bash word (tokens stay intact: their text holds no quote). */
+export function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, "'\\''")}'`;
+}
+
+/** `value` as a single-quoted PowerShell string (PowerShell also closes a string with typographic single quotes). */
+export function powerShellQuote(value: string): string {
+  return `'${value.replace(/['\u2018\u2019\u201a\u201b]/g, (q) => q + q)}'`;
+}
+
+/** The package's host script `file`, its values block holding `values` (each already quoted), in the file's order. */
+export function renderHostScript(file: string, values: Record<string, string>): string {
+  const text = fs.readFileSync(path.join(__dirname, 'host', file), 'utf8');
+  const start = text.indexOf(`${VALUES_START}\n`) + VALUES_START.length + 1;
+  const end = text.indexOf(`${VALUES_END}\n`, start);
+  const powerShell = file.endsWith('.ps1');
+  const names = text.slice(start, end).split('\n').filter((line) => line !== '').map((line) => /^\$?(\w+) ?=/.exec(line)?.[1]);
+  if (start === VALUES_START.length || end < 0 || names.join() !== Object.keys(values).join()) {
+    throw new Error(`lib/host/${file}: its values block (${names.join(', ')}) does not match the values given (${Object.keys(values).join(', ')})`);
+  }
+  const block = names.map((name) => (powerShell ? `$${name} = ${values[name!]}` : `${name}=${values[name!]}`)).join('\n');
+  return `${text.slice(0, start)}${block}\n${text.slice(end)}`;
+}
 
 /** Builds the wiring; `secret` is the initiator's own secret, `targetArn` the construct's target. */
 export function wireIscsiHost(
@@ -52,74 +105,56 @@ export function wireIscsiHost(
   if (portalAddress === undefined) {
     throw new Error("'portalAddress' must be given when the construct has no volume to take it from, got none");
   }
-  if (!Token.isUnresolved(portalAddress) && !PORTAL_ADDRESS.test(portalAddress)) {
-    throw new Error(`'portalAddress' must be an IP address or DNS name (1 to 255 letters, digits, '.', ':' and '-'), got '${portalAddress}'`);
-  }
+  const addressError = Token.isUnresolved(portalAddress) ? undefined : portalAddressError(portalAddress);
+  if (addressError) throw new Error(addressError);
   if (!Token.isUnresolved(port) && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new Error(`'portalPort' must be a TCP port (an integer from 1 to 65535), got ${port}`);
   }
   const region = Stack.of(secret).region;
   const grant = secret.grantRead(props.grantee);
+  const values = {
+    CHAP_SECRET_ID: secret.secretArn,
+    CHAP_REGION: region,
+    CHAP_TARGET_ARN: targetArn,
+    CHAP_INITIATOR_NAME: props.initiatorName,
+    CHAP_PORTAL_ADDRESS: portalAddress,
+    CHAP_PORTAL_PORT: Token.isUnresolved(port) ? Token.asString(port) : String(port),
+  };
 
+  // The script's head (what it does, and the values) goes in as it is; its body, the same for every app, as the
+  // package ships it compressed (lib/host/connect-linux.body.gz.b64): the script is about 20 KB, EC2 user data 16 KB.
+  const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shellQuote(v)])));
+  const linuxHead = linuxScript.slice(0, linuxScript.indexOf(`${VALUES_END}\n`) + VALUES_END.length);
+  const linuxBody = fs.readFileSync(path.join(__dirname, 'host', 'connect-linux.body.gz.b64'), 'utf8').trimEnd().split('\n');
+  // One file per initiator secret (its construct path, hashed), so a host wired to several targets keeps them apart.
+  const file = `${LINUX_SCRIPT_DIR}/connect-${createHash('sha256').update(secret.node.path).digest('hex').slice(0, 12)}.sh`;
   const linuxCommands = [
-    '(',
-    'set -euo pipefail',
-    `CHAP_SECRET_ID='${secret.secretArn}'`,
-    `CHAP_REGION='${region}'`,
-    `TARGET_ARN='${targetArn}'`,
-    'TARGET_IQN="${TARGET_ARN##*/target/}"',
-    `PORTAL='${portalAddress}:${port}'`,
-    `INITIATOR_NAME='${props.initiatorName}'`,
-    'command -v iscsiadm >/dev/null || dnf install -y iscsi-initiator-utils || yum install -y iscsi-initiator-utils || apt-get install -y open-iscsi',
-    'printf \'InitiatorName=%s\\n\' "$INITIATOR_NAME" | tee /etc/iscsi/initiatorname.iscsi >/dev/null',
-    'systemctl enable --now iscsid',
-    '# The CHAP secrets are read at boot by this host\'s role and kept in shell variables only.',
-    'CHAP_JSON="$(aws secretsmanager get-secret-value --region "$CHAP_REGION" --secret-id "$CHAP_SECRET_ID" --query SecretString --output text)"',
-    'chap_field() { printf \'%s\' "$CHAP_JSON" | python3 -c \'import json, sys; print(json.load(sys.stdin).get(sys.argv[1], ""))\' "$1"; }',
-    'CHAP_INITIATOR_SECRET="$(chap_field secretToAuthenticateInitiator)"',
-    'CHAP_TARGET_SECRET="$(chap_field secretToAuthenticateTarget)"',
-    'unset CHAP_JSON',
-    'iscsiadm -m discovery -t sendtargets -p "$PORTAL"',
-    'node_set() { iscsiadm -m node -T "$TARGET_IQN" -p "$PORTAL" --op update -n "$1" -v "$2"; }',
-    'node_set node.session.auth.authmethod CHAP',
-    'node_set node.session.auth.username "$INITIATOR_NAME"',
-    'node_set node.session.auth.password "$CHAP_INITIATOR_SECRET"',
-    'if [ -n "$CHAP_TARGET_SECRET" ]; then',
-    '  node_set node.session.auth.username_in "$TARGET_IQN"',
-    '  node_set node.session.auth.password_in "$CHAP_TARGET_SECRET"',
-    'fi',
-    'unset CHAP_INITIATOR_SECRET CHAP_TARGET_SECRET',
-    'node_set node.startup automatic',
-    'iscsiadm -m node -T "$TARGET_IQN" -p "$PORTAL" --login',
-    'systemctl enable iscsi 2>/dev/null || systemctl enable open-iscsi',
-    ')',
+    '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-linux.sh, rendered)',
+    `mkdir -p ${LINUX_SCRIPT_DIR} && chmod 700 ${LINUX_SCRIPT_DIR}`,
+    `(umask 077 && cat > ${file}) <<'${LINUX_HEREDOC_END}'`,
+    ...linuxHead.split('\n'),
+    LINUX_HEREDOC_END,
+    `base64 -d <<'${LINUX_BODY_END}' | gunzip >> ${file}`,
+    ...linuxBody,
+    LINUX_BODY_END,
+    `bash ${file}`,
   ];
 
+  const windowsValues = {
+    ChapSecretId: values.CHAP_SECRET_ID,
+    ChapRegion: values.CHAP_REGION,
+    ChapTargetArn: values.CHAP_TARGET_ARN,
+    ChapInitiatorName: values.CHAP_INITIATOR_NAME,
+    ChapPortalAddress: values.CHAP_PORTAL_ADDRESS,
+    ChapPortalPort: values.CHAP_PORTAL_PORT,
+  };
+  const windowsScript = renderHostScript('connect-windows.ps1',
+    Object.fromEntries(Object.entries(windowsValues).map(([k, v]) => [k, powerShellQuote(v)])));
+  // Without its comment lines (the package's file has them), so two Windows wirings fit in EC2's 16 KB of user data.
   const windowsCommands = [
+    '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-windows.ps1, rendered)',
     '& {',
-    "$ErrorActionPreference = 'Stop'",
-    `$ChapSecretId = '${secret.secretArn}'`,
-    `$ChapRegion = '${region}'`,
-    `$TargetArn = '${targetArn}'`,
-    "$TargetIqn = $TargetArn.Substring($TargetArn.IndexOf('/target/') + 8)",
-    `$Portal = '${portalAddress}'`,
-    `$PortalPort = ${port}`,
-    `$InitiatorName = '${props.initiatorName}'`,
-    'Set-Service -Name MSiSCSI -StartupType Automatic',
-    'Start-Service -Name MSiSCSI',
-    'Set-InitiatorPort -NodeAddress (Get-InitiatorPort | Select-Object -First 1).NodeAddress -NewNodeAddress $InitiatorName',
-    "# The CHAP secrets are read at boot by this host's role and kept in memory only.",
-    '$Chap = (Get-SECSecretValue -SecretId $ChapSecretId -Region $ChapRegion).SecretString | ConvertFrom-Json',
-    'New-IscsiTargetPortal -TargetPortalAddress $Portal -TargetPortalPortNumber $PortalPort | Out-Null',
-    'if ($Chap.secretToAuthenticateTarget) {',
-    '  Set-IscsiChapSecret -ChapSecret $Chap.secretToAuthenticateTarget',
-    '  Connect-IscsiTarget -NodeAddress $TargetIqn -TargetPortalAddress $Portal -TargetPortalPortNumber $PortalPort '
-      + '-AuthenticationType MUTUALCHAP -ChapUsername $InitiatorName -ChapSecret $Chap.secretToAuthenticateInitiator -IsPersistent $true | Out-Null',
-    '} else {',
-    '  Connect-IscsiTarget -NodeAddress $TargetIqn -TargetPortalAddress $Portal -TargetPortalPortNumber $PortalPort '
-      + '-AuthenticationType ONEWAYCHAP -ChapUsername $InitiatorName -ChapSecret $Chap.secretToAuthenticateInitiator -IsPersistent $true | Out-Null',
-    '}',
-    'Remove-Variable -Name Chap',
+    ...windowsScript.replace(/\n$/, '').split('\n').filter((line) => !/^\s*#/.test(line)),
     '}',
   ];
 

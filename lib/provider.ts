@@ -92,6 +92,8 @@ export class ChapCredentialsProvider extends Construct {
   private readonly keyArns = new Set<string>();
   /** The stack's credential key, made when the first managing construct registers. */
   private credentialKey?: secretsmanager.CfnSecret;
+  /** Which construct manages each initiator, by target key (see _claimManagedInitiators). */
+  private readonly managedInitiators = new Map<string, Map<string, { readonly path: string; readonly mode: string }>>();
 
   private constructor(scope: Construct, id: string) {
     super(scope, id);
@@ -232,6 +234,29 @@ export class ChapCredentialsProvider extends Construct {
       this.statement('UseChapSecretKeysThroughSecretsManager', ['kms:Decrypt', 'kms:GenerateDataKey'],
         { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com` } }).addResources(key.keyArn);
       this.encryptLogsWith(key);
+    }
+  }
+
+  /**
+   * Records that `owner` manages `initiators` on `target` (whose key is the same for the same target), and fails when
+   * another construct of the stack manages one of them there already: both would set its credentials at each deploy,
+   * and each would remove them when it leaves. Internal: for ChapCredentials only.
+   *
+   * @internal
+   */
+  public _claimManagedInitiators(owner: IConstruct, target: { readonly key: string; readonly description: string },
+    initiators: readonly string[], mode: string): void {
+    const claims = this.managedInitiators.get(target.key) ?? new Map<string, { path: string; mode: string }>();
+    this.managedInitiators.set(target.key, claims);
+    for (const name of initiators) {
+      const other = claims.get(name);
+      if (other) {
+        throw new Error(`'initiators' of '${owner.node.path}' must not manage '${name}' on ${target.description}: `
+          + `'${other.path}' of the same stack manages it already (${other.mode}; this one asks ${mode}), and both would `
+          + 'set its CHAP credentials at each deploy; manage each initiator of a target in one ChapCredentials (another may '
+          + 'declare it without manageCredentials to read it)');
+      }
+      claims.set(name, { path: owner.node.path, mode });
     }
   }
 

@@ -409,8 +409,8 @@ describe('managed credentials', () => {
     const stack = newStack();
     const chap = new ChapCredentials(stack, 'Chap', { volume: volumeIn(stack), initiators: [HOST_B] });
     const wiring = chap.wireHost({ initiatorName: HOST_B, grantee: new iam.Role(stack, 'R', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') }) });
-    expect(wiring.linuxCommands).toContain("PORTAL='10.0.0.10:3260'");
-    expect(wiring.windowsCommands).toContain("$Portal = '10.0.0.10'");
+    expect(wiring.linuxCommands).toContain("CHAP_PORTAL_ADDRESS='10.0.0.10'");
+    expect(wiring.windowsCommands).toContain("$ChapPortalAddress = '10.0.0.10'");
     expect(chap.portalAddress).toBe('10.0.0.10');
   });
 
@@ -454,7 +454,7 @@ describe('the demo app', () => {
       [Prop.Initiators]: [HOST_A, HOST_B, DEMO_HOST_INITIATOR].map((Name) => Match.objectLike({ Name })),
     });
     const userData = JSON.stringify(Object.values(template.findResources('AWS::EC2::Instance'))[0].Properties.UserData);
-    expect(userData).toContain(`PORTAL='${DEMO_VOLUME_PORTAL}:3260'`);
+    expect(userData).toContain(`CHAP_PORTAL_ADDRESS='${DEMO_VOLUME_PORTAL}'`);
   });
 
   test('without flags: read only, on the target of cdk.json; mutual CHAP is the managed default; a bad -c chap is refused', () => {

@@ -1,125 +1,216 @@
 /**
- * Host wiring: the boot commands for Linux (open-iscsi) and Windows (PowerShell), for one-way and mutual CHAP. The
- * Linux script is checked with `bash -n` and then run against stand-ins for aws, iscsiadm, systemctl and tee that
- * record their arguments. PowerShell is not parsed: no PowerShell parser installs from this project's registries.
+ * Host wiring: how the package's host scripts (lib/host/) are rendered into boot commands with the app's values,
+ * tokens included; portal address rules; the Windows script read with a real PowerShell grammar; grants. The Linux
+ * commands are run in test/host-linux.test.ts and test/host-secret-fetch.test.ts.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { App, Stack } from 'aws-cdk-lib';
+import { gunzipSync } from 'node:zlib';
+import { App, Token } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials } from '../lib';
+import { LINUX_BODY_END, LINUX_HEREDOC_END, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
 import { DEMO_HOST_INITIATOR, demoStack } from '../bin/demo-stack';
-import { DOC_TARGET_ARN, HOST_A, HOST_B, secretValue } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
+import { DEPLOYED, deployedText, deployedTexts, newStack, scriptOf } from './host-harness';
+import { SyntaxNode, powerShellParser, syntaxProblems, taint } from './powershell';
 
-const FAKE_SECRET_ARN = 'arn:aws:secretsmanager:us-east-1:111122223333:secret:host-a-AbCdEf';
+const HOST_DIR = path.join(__dirname, '..', 'lib', 'host');
+const LINUX_FILE = fs.readFileSync(path.join(HOST_DIR, 'connect-linux.sh'), 'utf8');
+const WINDOWS_FILE = fs.readFileSync(path.join(HOST_DIR, 'connect-windows.ps1'), 'utf8');
 
-function wired() {
-  const stack = new Stack(new App(), 'Hosts', { env: { account: '111122223333', region: 'us-east-1' } });
+function wired(options: { env?: boolean; portalAddress?: string } = {}) {
+  const stack = newStack(options.env ?? true);
   const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, HOST_B] });
   const role = new iam.Role(stack, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
-  const wiring = chap.wireHost({ initiatorName: HOST_A, portalAddress: '10.0.0.10', grantee: role });
-  return { stack, chap, role, wiring };
+  const wiring = chap.wireHost({ initiatorName: HOST_A, portalAddress: options.portalAddress ?? '10.0.0.10', grantee: role });
+  const secretArn = `arn:aws:secretsmanager:${DEPLOYED.region}:${DEPLOYED.account}:secret:`
+    + `${stack.getLogicalId(chap.initiatorSecret(HOST_A).node.scope!.node.defaultChild as never)}-AbCdEf`;
+  return { stack, chap, role, wiring, secretArn };
 }
 
-/** Renders commands as the template would after deployment: the secret's Ref becomes a plausible ARN. */
-function render(stack: Stack, commands: string[]): string {
-  const value = (v: unknown): string => {
-    if (typeof v === 'string') return v;
-    const o = v as { 'Fn::Join'?: [string, unknown[]]; Ref?: string };
-    if (o['Fn::Join']) return o['Fn::Join'][1].map(value).join(o['Fn::Join'][0]);
-    if (o.Ref) return FAKE_SECRET_ARN;
-    throw new Error(`cannot render ${JSON.stringify(v)}`);
-  };
-  return commands.map((line) => value(stack.resolve(line))).join('\n');
+/** The script file with its values block replaced by `lines`: what the rendered script must be, byte for byte. */
+function fileWithValues(file: string, lines: string[]): string {
+  return file.replace(/(# >>> values \(rendered by wireHost\)\n)[^]*?(# <<< values\n)/, (_, start: string, end: string) => `${start}${lines.join('\n')}\n${end}`);
 }
 
-describe('Linux', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-host-'));
-  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-  /** Runs the script with stand-in commands; returns what each was called with. */
-  function run(script: string, secret: Record<string, string>): string[] {
-    const bin = path.join(dir, 'bin');
-    const log = path.join(dir, 'calls.log');
-    fs.mkdirSync(bin, { recursive: true });
-    fs.writeFileSync(log, '');
-    for (const name of ['iscsiadm', 'systemctl', 'tee', 'dnf', 'yum', 'apt-get']) {
-      fs.writeFileSync(path.join(bin, name), `#!/bin/bash\necho "${name} $*" >> '${log}'\ncat > /dev/null\n`, { mode: 0o755 });
-    }
-    fs.writeFileSync(path.join(bin, 'aws'), `#!/bin/bash\necho "aws $*" >> '${log}'\nprintf '%s' "$CHAP_FAKE_SECRET"\n`, { mode: 0o755 });
-    const file = path.join(dir, 'boot.sh');
-    fs.writeFileSync(file, script);
-    execFileSync('bash', [file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: `${bin}:/usr/local/bin:/usr/bin:/bin`, CHAP_FAKE_SECRET: JSON.stringify(secret) },
-    });
-    return fs.readFileSync(log, 'utf8').trim().split('\n');
-  }
-
-  const node = (setting: string, value: string) =>
-    `iscsiadm -m node -T iqn.1997-05.com.amazon:myvolume -p 10.0.0.10:3260 --op update -n ${setting} -v ${value}`;
-
-  test('the script is valid bash and holds no secret value, only where to read them', () => {
-    const { stack, wiring } = wired();
-    const script = render(stack, wiring.linuxCommands);
-    execFileSync('bash', ['-n'], { input: script });
-    expect(script).toContain(`CHAP_SECRET_ID='${FAKE_SECRET_ARN}'`);
-    expect(script).not.toMatch(/secretToAuthenticate\w+"\s*:/);
-  });
-
-  test('one-way CHAP: discovery, the initiator secret, automatic startup, login; no target secret', () => {
-    const { stack, wiring } = wired();
-    const initiatorSecret = secretValue();
-    const calls = run(render(stack, wiring.linuxCommands), {
-      initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: initiatorSecret,
-    });
-    expect(calls).toEqual([
-      'tee /etc/iscsi/initiatorname.iscsi',
-      'systemctl enable --now iscsid',
-      `aws secretsmanager get-secret-value --region us-east-1 --secret-id ${FAKE_SECRET_ARN} --query SecretString --output text`,
-      'iscsiadm -m discovery -t sendtargets -p 10.0.0.10:3260',
-      node('node.session.auth.authmethod', 'CHAP'),
-      node('node.session.auth.username', HOST_A),
-      node('node.session.auth.password', initiatorSecret),
-      node('node.startup', 'automatic'),
-      'iscsiadm -m node -T iqn.1997-05.com.amazon:myvolume -p 10.0.0.10:3260 --login',
-      'systemctl enable iscsi',
-    ]);
-  });
-
-  test('mutual CHAP also sets the target secret the host expects back', () => {
-    const { stack, wiring } = wired();
-    const [initiatorSecret, targetSecret] = [secretValue(), secretValue()];
-    const calls = run(render(stack, wiring.linuxCommands), {
-      initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: initiatorSecret, secretToAuthenticateTarget: targetSecret,
-    });
-    expect(calls).toEqual(expect.arrayContaining([
-      node('node.session.auth.password', initiatorSecret),
-      node('node.session.auth.username_in', 'iqn.1997-05.com.amazon:myvolume'),
-      node('node.session.auth.password_in', targetSecret),
+describe('Linux commands', () => {
+  test('write the package\'s script, its values block filled in, to a root-only file and run it with bash', () => {
+    const { stack, wiring, secretArn } = wired();
+    const text = deployedText(stack, wiring.linuxCommands);
+    const lines = text.split('\n');
+    expect(lines[0]).toMatch(/^# cdk-chap-credentials: /);
+    expect(lines[1]).toBe('mkdir -p /var/lib/cdk-chap-credentials && chmod 700 /var/lib/cdk-chap-credentials');
+    const file = /^\(umask 077 && cat > (\/var\/lib\/cdk-chap-credentials\/connect-[0-9a-f]{12}\.sh)\) <<'CDK_CHAP_CREDENTIALS_SCRIPT'$/.exec(lines[2])![1];
+    expect(lines).toContain(`base64 -d <<'${LINUX_BODY_END}' | gunzip >> ${file}`);
+    expect(lines.slice(-2)).toEqual([LINUX_BODY_END, `bash ${file}`]);
+    expect(scriptOf(text)).toBe(fileWithValues(LINUX_FILE, [
+      `CHAP_SECRET_ID='${secretArn}'`,
+      `CHAP_REGION='${DEPLOYED.region}'`,
+      `CHAP_TARGET_ARN='${DOC_TARGET_ARN}'`,
+      `CHAP_INITIATOR_NAME='${HOST_A}'`,
+      "CHAP_PORTAL_ADDRESS='10.0.0.10'",
+      "CHAP_PORTAL_PORT='3260'",
     ]));
+    // In plain text: what the script does and the values; the rest is compressed to fit EC2's 16 KB of user data.
+    expect(text).toContain('# cdk-chap-credentials: connects this Linux host to one Storage Gateway iSCSI target');
+    expect(Buffer.byteLength(text)).toBeLessThan(12 * 1024);
+    // The heredocs are quoted and their end markers appear nowhere in the script: it is written as it is.
+    expect(LINUX_FILE.split('\n')).not.toContain(LINUX_HEREDOC_END);
+    expect(LINUX_FILE.split('\n')).not.toContain(LINUX_BODY_END);
+    execFileSync('bash', ['-n'], { input: text });
+  });
+
+  test('the compressed body the package ships is the script\'s body (after `npm run host-scripts`)', () => {
+    const shipped = gunzipSync(Buffer.from(fs.readFileSync(path.join(HOST_DIR, 'connect-linux.body.gz.b64'), 'utf8'), 'base64')).toString('utf8');
+    const body = LINUX_FILE.slice(LINUX_FILE.indexOf('# <<< values\n') + '# <<< values\n'.length);
+    if (shipped !== body) throw new Error('lib/host/connect-linux.body.gz.b64 is stale: run `npm run host-scripts` and commit it');
+    expect(shipped).toBe(body);
+  });
+
+  test('tokens stay tokens until CloudFormation resolves them: the region of an environment-agnostic stack, the secret\'s ARN', () => {
+    const { stack, wiring } = wired({ env: false });
+    const unresolved = wiring.linuxCommands.filter((line) => Token.isUnresolved(line));
+    expect(unresolved.map((line) => line.replace(/'.*'/, "'…'"))).toEqual(["CHAP_SECRET_ID='…'", "CHAP_REGION='…'"]);
+    expect(stack.resolve(unresolved)).toEqual([
+      { 'Fn::Join': ['', ["CHAP_SECRET_ID='", { Ref: expect.stringMatching(/^ChapInitiator/) }, "'"]] },
+      { 'Fn::Join': ['', ["CHAP_REGION='", { Ref: 'AWS::Region' }, "'"]] },
+    ]);
+    expect(deployedText(stack, wiring.linuxCommands)).toContain(`CHAP_REGION='${DEPLOYED.region}'`);
+  });
+
+  test('two targets wired on one host write two files', () => {
+    const stack = newStack();
+    const role = new iam.Role(stack, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const files = ['A', 'B'].map((id) => new ChapCredentials(stack, id, { targetArn: DOC_TARGET_ARN, initiators: [HOST_B] })
+      .wireHost({ initiatorName: HOST_B, portalAddress: '10.0.0.10', grantee: role }).linuxCommands.at(-1));
+    expect(new Set(files).size).toBe(2);
+  });
+
+  test('values are quoted for bash: any literal comes back as it was', () => {
+    for (const value of ["it's", 'a b$c`d`\\e"f', "''", '$(reboot)']) {
+      expect(execFileSync('bash', ['-c', `printf %s ${shellQuote(value)}`], { encoding: 'utf8' })).toBe(value);
+    }
+  });
+
+  test('a values block that does not match the script\'s is refused (the file and the code move together)', () => {
+    expect(() => renderHostScript('connect-linux.sh', { CHAP_SECRET_ID: "'x'" }))
+      .toThrow(/lib\/host\/connect-linux.sh: its values block \(CHAP_SECRET_ID, CHAP_REGION, .*\) does not match the values given \(CHAP_SECRET_ID\)/);
   });
 });
 
-describe('Windows', () => {
-  test('PowerShell sets the initiator name, the portal, and a persistent connection for both CHAP modes', () => {
+describe('portal addresses', () => {
+  test.each([
+    ['10.0.0.10', '10.0.0.10'],
+    ['fd00:ec2::10', 'fd00:ec2::10'],
+    ['::ffff:10.0.0.10', '::ffff:10.0.0.10'],
+    ['gateway.example.com', 'gateway.example.com'],
+    ['gateway', 'gateway'],
+  ])('%s is accepted; the script gets the address alone', (address, rendered) => {
+    expect(portalAddressError(address)).toBeUndefined();
+    const { stack, wiring } = wired({ portalAddress: address });
+    const [linux, windows] = deployedTexts(stack, [wiring.linuxCommands, wiring.windowsCommands]);
+    expect(linux).toContain(`CHAP_PORTAL_ADDRESS='${rendered}'`);
+    expect(windows).toContain(`$ChapPortalAddress = '${rendered}'`);
+  });
+
+  test.each([
+    '10.0.0.10:3260', '[fd00::1]:3260', 'gw.example:3260', '[fd00::1]', '10.0.0.300', '10.0.0.10; rm -rf /', '', 'gw..example',
+  ])('%p is refused, naming the prop, the value and portalPort', (address) => {
+    const { chap, role } = wired();
+    const message = "'portalAddress' must be an IPv4 address, an IPv6 address (without brackets) or a DNS name, without a port "
+      + `(give the port in 'portalPort'), got '${address}'`;
+    expect(portalAddressError(address)).toBe(message);
+    expect(() => chap.wireHost({ initiatorName: HOST_A, portalAddress: address, grantee: role })).toThrow(message);
+  });
+
+  test('a token passes unchecked and is resolved at deploy time', () => {
+    const { stack, chap, role } = wired();
+    const address = Token.asString({ Ref: 'PortalAddress' });
+    const wiring = chap.wireHost({ initiatorName: HOST_B, portalAddress: address, grantee: role });
+    expect(stack.resolve(wiring.linuxCommands.find((l) => l.startsWith('CHAP_PORTAL_ADDRESS=')))).toEqual(
+      { 'Fn::Join': ['', ["CHAP_PORTAL_ADDRESS='", { Ref: 'PortalAddress' }, "'"]] });
+  });
+});
+
+describe('Windows commands', () => {
+  let parsePowerShell: (source: string) => SyntaxNode;
+  beforeAll(async () => {
+    parsePowerShell = await powerShellParser();
+  });
+
+  test('a script block holding the package\'s script, its values block filled in', () => {
+    const { stack, wiring, secretArn } = wired({ portalAddress: 'fd00:ec2::10' });
+    const text = deployedText(stack, wiring.windowsCommands);
+    const [comment, open, ...rest] = text.split('\n');
+    expect(comment).toMatch(/^# cdk-chap-credentials: /);
+    expect([open, rest.at(-1)]).toEqual(['& {', '}']);
+    // The file without its comment lines, to leave room in EC2's 16 KB of user data for a second wiring.
+    expect(Buffer.byteLength(text)).toBeLessThan(8 * 1024);
+    const uncommented = (script: string) => script.split('\n').filter((line) => !/^\s*#/.test(line)).join('\n');
+    expect(`${rest.slice(0, -1).join('\n')}\n`).toBe(uncommented(fileWithValues(WINDOWS_FILE, [
+      `$ChapSecretId = '${secretArn}'`,
+      `$ChapRegion = '${DEPLOYED.region}'`,
+      `$ChapTargetArn = '${DOC_TARGET_ARN}'`,
+      `$ChapInitiatorName = '${HOST_A}'`,
+      "$ChapPortalAddress = 'fd00:ec2::10'",
+      "$ChapPortalPort = '3260'",
+    ])));
+  });
+
+  test('the file and the rendered commands parse as PowerShell with no error or missing token', () => {
     const { stack, wiring } = wired();
-    const script = render(stack, wiring.windowsCommands);
-    expect(script).toContain(`$ChapSecretId = '${FAKE_SECRET_ARN}'`);
-    expect(script).toContain(`$InitiatorName = '${HOST_A}'`);
-    expect(script).toContain('Set-InitiatorPort -NodeAddress (Get-InitiatorPort | Select-Object -First 1).NodeAddress -NewNodeAddress $InitiatorName');
-    expect(script).toContain('Get-SECSecretValue -SecretId $ChapSecretId -Region $ChapRegion');
-    expect(script).toContain('New-IscsiTargetPortal -TargetPortalAddress $Portal -TargetPortalPortNumber $PortalPort');
-    expect(script).toContain('Set-IscsiChapSecret -ChapSecret $Chap.secretToAuthenticateTarget');
-    for (const mode of ['MUTUALCHAP', 'ONEWAYCHAP']) {
-      expect(script).toMatch(new RegExp(`Connect-IscsiTarget .*-AuthenticationType ${mode} -ChapUsername \\$InitiatorName `
-        + '-ChapSecret \\$Chap\\.secretToAuthenticateInitiator -IsPersistent \\$true'));
+    expect(syntaxProblems(parsePowerShell(WINDOWS_FILE))).toEqual([]);
+    expect(syntaxProblems(parsePowerShell(deployedText(stack, wiring.windowsCommands)))).toEqual([]);
+    // The check can fail: a broken script is reported.
+    expect(syntaxProblems(parsePowerShell(WINDOWS_FILE.replace('function Get-ChapPair {', 'function Get-ChapPair {{')))).not.toEqual([]);
+  });
+
+  test('values are quoted for PowerShell: the parsed string literal is the value', () => {
+    for (const value of ["it's", 'a $b `c "d', 'x\u2019y']) {
+      const root = parsePowerShell(`$v = ${powerShellQuote(value)}`);
+      expect(syntaxProblems(root)).toEqual([]);
+      const literal = root.descendantsOfType('verbatim_string_characters')[0].text;
+      // PowerShell reads a doubled single quote (of any kind) inside '...' as one.
+      expect(literal.slice(1, -1).replace(/(['\u2018\u2019\u201a\u201b])\1/g, '$1')).toBe(value);
     }
-    // Balanced braces: the block parses as one script block (the closest check available without PowerShell).
-    expect((script.match(/{/g) ?? []).length).toBe((script.match(/}/g) ?? []).length);
+  });
+
+  test('no secret reaches a program\'s command line: the script runs no native program at all, and cmdlets take the secrets', () => {
+    const { stack, wiring } = wired();
+    const report = taint(parsePowerShell(deployedText(stack, wiring.windowsCommands)));
+    // The analysis follows the secret from Get-SECSecretValue through variables, functions and their parameters.
+    expect(report.tainted).toEqual(expect.arrayContaining(['value', 'pair', 'found', 'targetsecret', 'secret']));
+    expect(report.natives).toEqual([]);
+    expect(report.leaks).toEqual([]);
+    expect(report.commands).toEqual(expect.arrayContaining([
+      'get-secsecretvalue', 'set-iscsichapsecret', 'connect-iscsitarget', 'new-iscsitargetportal', 'set-initiatorport', 'set-itemproperty', 'set-acl',
+    ]));
+    expect(report.commands).not.toContain('iscsicli');
+  });
+
+  test.each([
+    ['iscsicli.exe QAddTarget $pair.secretToAuthenticateInitiator', 'iscsicli.exe'],
+    ['& cmd /c "echo $TargetSecret"', 'cmd'],
+    ['Start-Process iscsicli -ArgumentList $found.Pair.secretToAuthenticateTarget', 'start-process'],
+  ])('the analysis catches a secret given to a program (negative control: %s)', (line, name) => {
+    const script = WINDOWS_FILE.replace("    $type = 'MUTUALCHAP'\n", `    $type = 'MUTUALCHAP'\n    ${line}\n`);
+    expect(script).not.toBe(WINDOWS_FILE);
+    const report = taint(parsePowerShell(script));
+    expect(report.leaks).toEqual([expect.stringMatching(new RegExp(`^${name.replace('.', '\\.')} `))]);
+  });
+
+  test('AWS\'s timeouts, the one machine-wide mutual secret guarded by a salted hash, and the stop line naming both targets', () => {
+    expect(WINDOWS_FILE).toContain("'HKLM:\\SYSTEM\\CurrentControlSet\\Control\\Class\\{4D36E97B-E325-11CE-BFC1-08002BE10318}'");
+    expect(WINDOWS_FILE).toContain("Set-ItemProperty -Path (Join-Path $instance.PSPath 'Parameters') -Name MaxRequestHoldTime -Value 600 -Type DWord");
+    expect(WINDOWS_FILE).toContain("Set-ItemProperty -Path 'HKLM:\\SYSTEM\\CurrentControlSet\\Services\\disk' -Name TimeOutValue -Value 600 -Type DWord");
+    // The conflict is decided before the machine's secret is touched.
+    const guard = WINDOWS_FILE.indexOf('needs another mutual-CHAP secret than target');
+    expect(guard).toBeGreaterThan(0);
+    expect(WINDOWS_FILE.indexOf('Set-IscsiChapSecret -ChapSecret $TargetSecret')).toBeGreaterThan(guard);
+    expect(WINDOWS_FILE).toContain('Rfc2898DeriveBytes');
   });
 });
 
@@ -136,7 +227,6 @@ describe('grants and validation', () => {
   });
 
   test.each([
-    [{ portalAddress: '10.0.0.10; rm -rf /' }, /'portalAddress' must be an IP address or DNS name .*, got '10.0.0.10; rm -rf \/'/],
     [{ portalPort: 70000 }, /'portalPort' must be a TCP port \(an integer from 1 to 65535\), got 70000/],
     [{ initiatorName: 'iqn.2000-01.com.example:undeclared' }, /'initiatorName' must be one of the declared 'initiators'/],
   ])('rejects %p', (override, message) => {
@@ -152,7 +242,7 @@ describe('grants and validation', () => {
     withHost.resourceCountIs('AWS::EC2::Instance', 1);
     const instance = Object.values(withHost.findResources('AWS::EC2::Instance'))[0];
     const userData = JSON.stringify(instance.Properties.UserData);
-    expect(userData).toContain('iscsiadm -m discovery -t sendtargets');
+    expect(userData).toContain("<<'CDK_CHAP_CREDENTIALS_SCRIPT'");
     expect(userData).toContain(DEMO_HOST_INITIATOR);
   });
 });

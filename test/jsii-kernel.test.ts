@@ -281,10 +281,10 @@ describe('cdk-chap-credentials through the jsii kernel', () => {
     template.hasResourceProperties('Custom::StorageGatewayChapCredentials', { Manage: 'one-way', TargetArn: { 'Fn::GetAtt': ['Volume', 'TargetARN'] } });
     expect(viaKernel.managesCredentials).toBe(true);
     expect(viaKernel.managedLinuxCommands).toEqual(inTypeScript.managedLinuxCommands);
-    expect(JSON.stringify(viaKernel.managedLinuxCommands)).toContain(`PORTAL='${PORTAL_ADDRESS}:3260'`);
+    expect(JSON.stringify(viaKernel.managedLinuxCommands)).toContain(`CHAP_PORTAL_ADDRESS='${PORTAL_ADDRESS}'`);
     expect(viaKernel.grantSuccess).toBe(true);
     expect(viaKernel.wiring).toEqual(inTypeScript.wiring);
-    expect(JSON.stringify(viaKernel.wiring.linuxCommands)).toContain(`INITIATOR_NAME='${HOST_B}'`);
+    expect(JSON.stringify(viaKernel.wiring.linuxCommands)).toContain(`CHAP_INITIATOR_NAME='${HOST_B}'`);
 
     expect(viaKernel.badTargetArn.kernelName).not.toBe(KernelErrorType.FAULT);
     expect(viaKernel.badTargetArn.message).toMatch(/^'targetArn' must be a Storage Gateway iSCSI target ARN/);

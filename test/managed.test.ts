@@ -236,7 +236,7 @@ test('a CfnVolume as the target: one deploy creates the volume, sets the credent
     wiring = chap.wireHost({ initiatorName: HOST_B, grantee: role }).linuxCommands.map((line) => stack.resolve(line));
   });
   assemblies.push(assembly);
-  expect(wiring).toContain("PORTAL='10.0.0.10:3260'");
+  expect(wiring).toContain("CHAP_PORTAL_ADDRESS='10.0.0.10'");
   const created = await cloud.cfn.deploy(assembly, STACK);
   expect(created.status).toBe('CREATE_COMPLETE');
   const targetArn = `${GATEWAY_ARN}/target/iqn.1997-05.com.amazon:db`;

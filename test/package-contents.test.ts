@@ -13,14 +13,18 @@ const packed = (): string[] => {
   return result.files.map((f) => f.path).sort();
 };
 
-test('the package holds exactly the compiled library, .jsii, the handler bundle, README, LICENSE, API.md and package.json', () => {
+test('the package holds exactly the compiled library, its host scripts, .jsii, the handler bundle with its license files, README, CHANGELOG, LICENSE, API.md, package.json', () => {
   // Each library source ships as jsii's JavaScript and declarations, never as TypeScript.
   const library = fs.readdirSync(path.join(ROOT, 'lib')).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
     .flatMap((f) => [`lib/${f.replace(/\.ts$/, '.js')}`, `lib/${f.replace(/\.ts$/, '.d.ts')}`]);
   expect(library).toContain('lib/chap-credentials.js');
   const files = packed();
   expect(files).toEqual([
-    '.jsii', 'API.md', 'LICENSE', 'README.md', 'assets/handler/index.js', ...library, 'package.json',
+    '.jsii', 'API.md', 'CHANGELOG.md', 'LICENSE', 'README.md', 'assets/handler/index.js', ...library, 'package.json',
+    // What the bundle carries from others (scripts/bundle.mjs): their license texts and the list of bundled packages.
+    'assets/handler/THIRD-PARTY-LICENSES.txt', 'assets/handler/bundled-packages.json',
+    // The scripts wireHost renders into boot commands, read when an app synthesizes.
+    'lib/host/connect-linux.sh', 'lib/host/connect-linux.body.gz.b64', 'lib/host/connect-windows.ps1',
   ].sort());
   // Said once more as rules, so a future entry of `files` cannot quietly widen the package.
   expect(files.filter((f) => /^(test|lambda|local|bin|bench|scripts|rosetta|dist|cdk\.out)\//.test(f))).toEqual([]);

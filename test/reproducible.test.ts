@@ -17,13 +17,18 @@ const tempDir = () => {
 };
 afterAll(() => temp.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
 
-test('two clean builds of the handler give byte-identical bundles, equal to the one the construct ships', () => {
+test('two clean builds of the handler give byte-identical assets (bundle and license files), equal to the one the construct ships', () => {
   const [a, b] = [tempDir(), tempDir()];
   for (const dir of [a, b]) execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'bundle.mjs'), dir], { cwd: ROOT });
-  const first = fs.readFileSync(path.join(a, 'index.js'));
-  expect(first.equals(fs.readFileSync(path.join(b, 'index.js')))).toBe(true);
-  expect(first.equals(fs.readFileSync(path.join(ROOT, 'assets', 'handler', 'index.js')))).toBe(true);
-  expect(fs.readdirSync(a)).toEqual(['index.js']); // no source map or metafile beside it
+  // No source map or metafile beside the bundle: its license texts and the list of what it bundles.
+  const files = ['THIRD-PARTY-LICENSES.txt', 'bundled-packages.json', 'index.js'];
+  expect(fs.readdirSync(a).sort()).toEqual(files);
+  expect(fs.readdirSync(path.join(ROOT, 'assets', 'handler')).sort()).toEqual(files);
+  for (const file of files) {
+    const first = fs.readFileSync(path.join(a, file));
+    expect([file, first.equals(fs.readFileSync(path.join(b, file)))]).toEqual([file, true]);
+    expect([file, first.equals(fs.readFileSync(path.join(ROOT, 'assets', 'handler', file)))]).toEqual([file, true]);
+  }
 });
 
 test('two synths of the same app give identical templates and asset hashes', () => {

@@ -1,0 +1,507 @@
+#!/bin/bash
+# cdk-chap-credentials: connects this Linux host to one Storage Gateway iSCSI target with CHAP (open-iscsi).
+#
+# ChapCredentials.wireHost renders this file with the app's values (the block below) into boot commands that
+# write it to /var/lib/cdk-chap-credentials/ and run it as root. It can be run again by hand: it is idempotent.
+#   1. installs the iSCSI initiator when iscsiadm is missing; sets the host's initiator name and AWS's recommended
+#      timeouts for gateway volumes (in iscsid.conf, so they survive a later discovery, and on the node record);
+#   2. reads the host's own CHAP pair from Secrets Manager: with the AWS CLI when it is installed, otherwise with
+#      python3 (standard library only) and the instance role's credentials from IMDSv2;
+#   3. writes the pair into the target's node record (root-only), logs in, and marks the node for login at boot.
+# A host that boots before its pair is stored, or before the gateway holds it, waits and retries, saying on one line
+# each time what it waits for (CHAP_WAIT_SECONDS in all, CHAP_RETRY_SECONDS apart).
+# The CHAP secrets travel through pipes, shell variables and the root-only node record only: never a command's
+# argument, never traced output (set +x below), never a log line.
+# Run with --relogin (as lib/host/chap-agent.sh does when the session fails authentication after the gateway's
+# credentials changed), it logs out and in again with the pair staged AWSPENDING, else AWSCURRENT.
+set +x
+set -uo pipefail
+umask 077
+LC_ALL=C
+PATH="$PATH:/usr/sbin:/sbin"
+
+# >>> values (rendered by wireHost)
+CHAP_SECRET_ID=''
+CHAP_REGION=''
+CHAP_TARGET_ARN=''
+CHAP_INITIATOR_NAME=''
+CHAP_PORTAL_ADDRESS=''
+CHAP_PORTAL_PORT='3260'
+# <<< values
+
+CHAP_WAIT_SECONDS="${CHAP_WAIT_SECONDS:-1800}"
+CHAP_RETRY_SECONDS="${CHAP_RETRY_SECONDS:-15}"
+
+TARGET_IQN="${CHAP_TARGET_ARN##*/target/}"
+if [[ $CHAP_PORTAL_ADDRESS == *:* ]]; then
+  PORTAL="[$CHAP_PORTAL_ADDRESS]:$CHAP_PORTAL_PORT" # an IPv6 address, as iscsiadm expects it
+else
+  PORTAL="$CHAP_PORTAL_ADDRESS:$CHAP_PORTAL_PORT"
+fi
+ISCSI_DIR=/etc/iscsi
+STATE_DIR=/var/lib/cdk-chap-credentials
+ERRORS="$STATE_DIR/last-error"
+# AWS's recommended initiator settings for Storage Gateway volumes.
+AWS_SETTINGS=(
+  'node.session.timeo.replacement_timeout' 600
+  'node.conn[0].timeo.noop_out_interval' 60
+  'node.conn[0].timeo.noop_out_timeout' 600
+)
+
+log() { printf 'cdk-chap-credentials: %s\n' "$*" >&2; }
+fail() {
+  log "$*"
+  exit 1
+}
+# The last line of the last command's error output (never holds a secret: no command here is given one).
+last_error() {
+  local line last=''
+  while IFS= read -r line || [[ -n $line ]]; do [[ -n $line ]] && last=$line; done <"$ERRORS"
+  printf '%s' "${last:-no error output}"
+}
+
+# --- the initiator -------------------------------------------------------------------------------------------------
+
+install_initiator() {
+  command -v iscsiadm >/dev/null && return 0
+  log "installing the iSCSI initiator (iscsiadm is missing)"
+  if command -v dnf >/dev/null; then
+    dnf install -y iscsi-initiator-utils
+  elif command -v yum >/dev/null; then
+    yum install -y iscsi-initiator-utils
+  elif command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y open-iscsi \
+      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y open-iscsi; }
+  fi >&2
+  command -v iscsiadm >/dev/null \
+    || fail "iscsiadm is missing and could not be installed (open-iscsi or iscsi-initiator-utils from the distribution's repository)"
+}
+
+# Sets NAME_CHANGED=1 when the initiator name had to change (iscsid reads it when it starts).
+NAME_CHANGED=0
+set_initiator_name() {
+  local file="$ISCSI_DIR/initiatorname.iscsi" line current=''
+  if [[ -r $file ]]; then
+    while IFS= read -r line || [[ -n $line ]]; do
+      [[ $line =~ ^[[:space:]]*InitiatorName=(.*)$ ]] && current=${BASH_REMATCH[1]}
+    done <"$file"
+  fi
+  [[ $current == "$CHAP_INITIATOR_NAME" ]] && return 0
+  mkdir -p "$ISCSI_DIR"
+  (umask 022 && printf 'InitiatorName=%s\n' "$CHAP_INITIATOR_NAME" >"$file") || fail "cannot write $file"
+  NAME_CHANGED=1
+  log "initiator name set to $CHAP_INITIATOR_NAME (was ${current:-none})"
+}
+
+# Rewrites FILE: every line that sets a name in DROP or in SET is removed, and SET's lines ('name = value', in
+# SET_ORDER) are written before '# END RECORD' (node records) or at the end. Bash builtins only, through a root-only
+# temporary file renamed over FILE, so values never reach a command's arguments.
+declare -A SET=() DROP=()
+SET_ORDER=()
+rewrite_settings() {
+  local file=$1 tmp="$1.cdk-chap-credentials.$$" line name written=0
+  write_set() {
+    local n
+    for n in "${SET_ORDER[@]}"; do printf '%s = %s\n' "$n" "${SET[$n]}"; done
+  }
+  {
+    if [[ -f $file ]]; then
+      while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line =~ ^[[:space:]]*([^#[:space:]=][^[:space:]=]*)[[:space:]]*= ]]; then
+          name=${BASH_REMATCH[1]}
+          [[ -n ${SET[$name]+set} || -n ${DROP[$name]+set} ]] && continue
+        fi
+        if ((!written)) && [[ $line == '# END RECORD'* ]]; then
+          write_set
+          written=1
+        fi
+        printf '%s\n' "$line"
+      done <"$file"
+    fi
+    ((written)) || write_set
+  } >"$tmp" && mv -f "$tmp" "$file"
+}
+
+set_iscsid_defaults() {
+  local i
+  SET=() DROP=() SET_ORDER=()
+  for ((i = 0; i < ${#AWS_SETTINGS[@]}; i += 2)); do
+    SET[${AWS_SETTINGS[i]}]=${AWS_SETTINGS[i + 1]}
+    SET_ORDER+=("${AWS_SETTINGS[i]}")
+  done
+  mkdir -p "$ISCSI_DIR"
+  rewrite_settings "$ISCSI_DIR/iscsid.conf" || fail "cannot write $ISCSI_DIR/iscsid.conf"
+}
+
+has_systemd() { [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; }
+# iscsid listens on an abstract unix socket; /proc/net/unix lists it while iscsid runs.
+iscsid_listening() {
+  local line
+  while IFS= read -r line; do [[ $line == *@ISCSIADM_ABSTRACT_NAMESPACE* ]] && return 0; done </proc/net/unix
+  return 1
+}
+start_iscsid() {
+  local i
+  if has_systemd; then
+    systemctl enable iscsid >/dev/null 2>&1
+    if ((NAME_CHANGED)); then systemctl restart iscsid; else systemctl start iscsid; fi >&2 2>&1 \
+      || fail "systemctl could not start iscsid"
+    return 0
+  fi
+  # No systemd (containers, minimal guests): run iscsid in a session of its own (its SIGTERM handler signals its
+  # whole process group), and restart it when the initiator name changed.
+  # Whole seconds: busybox's sleep may not take fractions.
+  if ((NAME_CHANGED)) && iscsid_listening; then
+    iscsiadm -k 0 >&2 2>&1
+    for ((i = 0; i < 10; i++)); do iscsid_listening || break; sleep 1; done
+  fi
+  iscsid_listening && return 0
+  if command -v setsid >/dev/null; then setsid iscsid; else iscsid; fi || fail "iscsid did not start"
+  for ((i = 0; i < 10; i++)); do
+    iscsid_listening && return 0
+    sleep 1
+  done
+  fail "iscsid did not start listening within 10 s"
+}
+
+iscsi_node() { iscsiadm -m node -T "$TARGET_IQN" -p "$PORTAL" "$@"; }
+
+# A node record for exactly this target and portal (no discovery: discovery would rewrite the node records of every
+# target the portal reports from iscsid.conf's defaults, dropping their CHAP settings).
+make_node_record() {
+  local i
+  if ! iscsi_node >/dev/null 2>&1; then
+    iscsi_node -o new >/dev/null 2>"$ERRORS" || fail "iscsiadm could not create the node record of $TARGET_IQN at $PORTAL: $(last_error)"
+  fi
+  for ((i = 0; i < ${#AWS_SETTINGS[@]}; i += 2)); do
+    iscsi_node -o update -n "${AWS_SETTINGS[i]}" -v "${AWS_SETTINGS[i + 1]}" 2>"$ERRORS" \
+      || fail "iscsiadm could not set ${AWS_SETTINGS[i]}: $(last_error)"
+  done
+  iscsi_node -o update -n node.startup -v automatic 2>"$ERRORS" || fail "iscsiadm could not set node.startup: $(last_error)"
+}
+
+# The node record's file: NODES/IQN/ADDRESS,PORT (made without a portal group) or NODES/IQN/ADDRESS,PORT,TPGT/default.
+# NODES is /etc/iscsi/nodes on Debian and Ubuntu, /var/lib/iscsi/nodes on RHEL and Amazon Linux.
+NODE_FILE=''
+find_node_file() {
+  local nodes base candidate
+  for nodes in /etc/iscsi/nodes /var/lib/iscsi/nodes; do
+    base="$nodes/$TARGET_IQN/$CHAP_PORTAL_ADDRESS,$CHAP_PORTAL_PORT"
+    for candidate in "$base" "$base",*/default; do
+      if [[ -f $candidate ]]; then
+        NODE_FILE=$candidate
+        return 0
+      fi
+    done
+  done
+  fail "no node record file for $TARGET_IQN at $PORTAL under /etc/iscsi/nodes or /var/lib/iscsi/nodes"
+}
+
+# Writes the CHAP pair into the node record; mutual CHAP when a target secret is given, one-way otherwise.
+write_chap() {
+  SET=() DROP=() SET_ORDER=(node.session.auth.authmethod node.session.auth.username node.session.auth.password)
+  SET[node.session.auth.authmethod]=CHAP
+  SET[node.session.auth.username]=$CHAP_INITIATOR_NAME
+  SET[node.session.auth.password]=$1
+  if [[ -n $2 ]]; then
+    SET[node.session.auth.username_in]=$TARGET_IQN
+    SET[node.session.auth.password_in]=$2
+    SET_ORDER+=(node.session.auth.username_in node.session.auth.password_in)
+  else
+    DROP[node.session.auth.username_in]=1
+    DROP[node.session.auth.password_in]=1
+  fi
+  rewrite_settings "$NODE_FILE"
+  local status=$?
+  SET=()
+  return "$status"
+}
+
+# --- the secret ----------------------------------------------------------------------------------------------------
+
+# Prints the secret's SecretString (stage $1, AWSCURRENT when empty) on standard output.
+get_secret_value() {
+  local stage=${1:-} python
+  if command -v aws >/dev/null; then
+    local stage_args=()
+    [[ -n $stage ]] && stage_args=(--version-stage "$stage")
+    AWS_PAGER='' aws secretsmanager get-secret-value --region "$CHAP_REGION" --secret-id "$CHAP_SECRET_ID" \
+      "${stage_args[@]}" --query SecretString --output text
+    return
+  fi
+  python=$(command -v python3 || command -v /usr/libexec/platform-python) \
+    || { echo "neither the AWS CLI nor python3 is installed" >&2 && return 127; }
+  # GetSecretValue signed with Signature Version 4, with the instance role's credentials from IMDSv2 (or AWS_*
+  # variables). Honours AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_ENDPOINT_URL and AWS_EC2_METADATA_SERVICE_ENDPOINT.
+  "$python" - "$CHAP_REGION" "$CHAP_SECRET_ID" "$stage" <<'PYTHON'
+import datetime, hashlib, hmac, json, os, sys, urllib.error, urllib.parse, urllib.request
+
+region, secret_id, stage = sys.argv[1:4]
+
+
+def fail(message):
+    sys.stderr.write(message + '\n')
+    sys.exit(1)
+
+
+def credentials():
+    if os.environ.get('AWS_ACCESS_KEY_ID') and os.environ.get('AWS_SECRET_ACCESS_KEY'):
+        return os.environ['AWS_ACCESS_KEY_ID'], os.environ['AWS_SECRET_ACCESS_KEY'], os.environ.get('AWS_SESSION_TOKEN')
+    ipv6 = os.environ.get('AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE', '').lower() == 'ipv6'
+    base = os.environ.get('AWS_EC2_METADATA_SERVICE_ENDPOINT') or ('http://[fd00:ec2::254]' if ipv6 else 'http://169.254.169.254')
+    base = base.rstrip('/')
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        token = direct.open(urllib.request.Request(base + '/latest/api/token', method='PUT', headers={
+            'X-aws-ec2-metadata-token-ttl-seconds': '300'}), timeout=5).read().decode()
+        headers = {'X-aws-ec2-metadata-token': token}
+        path = base + '/latest/meta-data/iam/security-credentials/'
+        role = direct.open(urllib.request.Request(path, headers=headers), timeout=5).read().decode().split()[0]
+        found = json.loads(direct.open(urllib.request.Request(path + role, headers=headers), timeout=5).read())
+        return found['AccessKeyId'], found['SecretAccessKey'], found.get('Token')
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        fail('no instance role credentials from the instance metadata service (IMDSv2) at %s: %s' % (base, error))
+
+
+def sign(key, text):
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def sha256(data):
+    return hashlib.sha256(data if isinstance(data, bytes) else data.encode()).hexdigest()
+
+
+suffix = 'amazonaws.com.cn' if secret_id.startswith('arn:aws-cn:') else 'amazonaws.com'
+endpoint = (os.environ.get('AWS_ENDPOINT_URL_SECRETS_MANAGER') or os.environ.get('AWS_ENDPOINT_URL')
+            or 'https://secretsmanager.%s.%s' % (region, suffix))
+url = urllib.parse.urlsplit(endpoint)
+access_key, secret_key, session_token = credentials()
+body = json.dumps(dict({'SecretId': secret_id}, **({'VersionStage': stage} if stage else {}))).encode()
+now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+headers = {'content-type': 'application/x-amz-json-1.1', 'host': url.netloc, 'x-amz-date': now,
+           'x-amz-target': 'secretsmanager.GetSecretValue'}
+if session_token:
+    headers['x-amz-security-token'] = session_token
+names = sorted(headers)
+canonical = '\n'.join(['POST', url.path or '/', '', ''.join('%s:%s\n' % (n, headers[n]) for n in names),
+                       ';'.join(names), sha256(body)])
+scope = '%s/%s/secretsmanager/aws4_request' % (now[:8], region)
+key = sign(sign(sign(sign(('AWS4' + secret_key).encode(), now[:8]), region), 'secretsmanager'), 'aws4_request')
+signature = hmac.new(key, '\n'.join(['AWS4-HMAC-SHA256', now, scope, sha256(canonical)]).encode(), hashlib.sha256).hexdigest()
+headers['authorization'] = 'AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s' % (
+    access_key, scope, ';'.join(names), signature)
+try:
+    answer = json.loads(urllib.request.urlopen(urllib.request.Request(endpoint, data=body, headers=headers, method='POST'),
+                                               timeout=15).read())
+except urllib.error.HTTPError as error:
+    try:
+        problem = json.loads(error.read())
+        detail = '%s: %s' % (problem.get('__type', '').split('#')[-1], problem.get('message') or problem.get('Message', ''))
+    except ValueError:
+        detail = 'HTTP %s' % error.code
+    fail('GetSecretValue failed: ' + detail)
+except (OSError, ValueError) as error:
+    fail('GetSecretValue failed: %s' % error)
+if not isinstance(answer.get('SecretString'), str):
+    fail('GetSecretValue answered without a SecretString')
+sys.stdout.write(answer['SecretString'])
+PYTHON
+}
+
+# JSON string contents to bytes: \" \\ \/ \b \f \n \r \t and \uXXXX (with surrogate pairs) into UNESCAPED.
+UNESCAPED=''
+json_unescape() {
+  local s=$1 out='' run hex code low format
+  while [[ -n $s ]]; do
+    run=${s%%\\*}
+    out+=$run
+    s=${s:${#run}}
+    [[ -z $s ]] && break
+    case ${s:1:1} in
+      \" | \\ | /) out+=${s:1:1} && s=${s:2} ;;
+      b) out+=$'\b' && s=${s:2} ;;
+      f) out+=$'\f' && s=${s:2} ;;
+      n) out+=$'\n' && s=${s:2} ;;
+      r) out+=$'\r' && s=${s:2} ;;
+      t) out+=$'\t' && s=${s:2} ;;
+      u)
+        hex=${s:2:4}
+        [[ $hex =~ ^[0-9A-Fa-f]{4}$ ]] || return 1
+        code=$((16#$hex))
+        s=${s:6}
+        if ((code >= 0xD800 && code <= 0xDBFF)); then
+          hex=${s:2:4}
+          [[ ${s:0:2} == '\u' && $hex =~ ^[Dd][C-Fc-f][0-9A-Fa-f]{2}$ ]] || return 1
+          low=$((16#$hex))
+          code=$((0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)))
+          s=${s:6}
+        fi
+        ((code == 0 || (code >= 0xDC00 && code <= 0xDFFF))) && return 1
+        if ((code < 0x80)); then
+          printf -v format '\\x%02x' "$code"
+        elif ((code < 0x800)); then
+          printf -v format '\\x%02x\\x%02x' $((0xC0 | code >> 6)) $((0x80 | (code & 0x3F)))
+        elif ((code < 0x10000)); then
+          printf -v format '\\x%02x\\x%02x\\x%02x' $((0xE0 | code >> 12)) $((0x80 | (code >> 6 & 0x3F))) $((0x80 | (code & 0x3F)))
+        else
+          printf -v format '\\x%02x\\x%02x\\x%02x\\x%02x' $((0xF0 | code >> 18)) $((0x80 | (code >> 12 & 0x3F))) \
+            $((0x80 | (code >> 6 & 0x3F))) $((0x80 | (code & 0x3F)))
+        fi
+        # shellcheck disable=SC2059 # the format is the escaped bytes made just above
+        printf -v run "$format"
+        out+=$run
+        ;;
+      *) return 1 ;;
+    esac
+  done
+  UNESCAPED=$out
+}
+
+# Reads a JSON object whose members are strings (or numbers, booleans, null) into FIELDS; fails on anything else.
+declare -A FIELDS=()
+parse_json_object() {
+  local rest=$1 key value
+  local open='^[[:space:]]*[{][[:space:]]*' close='^[}][[:space:]]*$' comma='^,[[:space:]]*'
+  local member='^"(([^"\\]|\\.)*)"[[:space:]]*:[[:space:]]*("(([^"\\]|\\.)*)"|true|false|null|-?[0-9][0-9.eE+-]*)[[:space:]]*'
+  FIELDS=()
+  [[ $rest =~ $open ]] || return 1
+  rest=${rest:${#BASH_REMATCH[0]}}
+  [[ $rest =~ $close ]] && return 0
+  while [[ $rest =~ $member ]]; do
+    rest=${rest:${#BASH_REMATCH[0]}}
+    key=${BASH_REMATCH[1]}
+    value=${BASH_REMATCH[3]}
+    json_unescape "$key" || return 1
+    key=$UNESCAPED
+    if [[ $value == '"'* ]]; then
+      json_unescape "${value:1:${#value}-2}" || return 1
+      value=$UNESCAPED
+    fi
+    UNESCAPED=''
+    FIELDS[$key]=$value
+    [[ $rest =~ $close ]] && return 0
+    [[ $rest =~ $comma ]] || return 1
+    rest=${rest:${#BASH_REMATCH[0]}}
+  done
+  return 1
+}
+
+# A secret a node record can hold: set, and no control character or surrounding white space (iscsiadm trims it).
+usable_secret() { [[ -n $1 && ! $1 =~ [[:cntrl:]] && ! $1 =~ ^[[:space:]] && ! $1 =~ [[:space:]]$ ]]; }
+
+# --- connecting ----------------------------------------------------------------------------------------------------
+
+# One attempt: read the pair (of STAGE, AWSCURRENT when empty), write it, log in. Returns 0 when connected; otherwise
+# 1 with WAITING_FOR set.
+WAITING_FOR=''
+STAGE=''
+attempt() {
+  local value status
+  if ! value=$(get_secret_value "$STAGE" 2>"$ERRORS"); then
+    WAITING_FOR="the secret $CHAP_SECRET_ID to be readable ($(last_error))"
+    return 1
+  fi
+  if ! parse_json_object "$value"; then
+    value=''
+    WAITING_FOR="the secret $CHAP_SECRET_ID to hold this host's CHAP pair (it holds no JSON object yet)"
+    return 1
+  fi
+  value=''
+  local name=${FIELDS[initiatorName]:-}
+  if [[ -n $name && $name != "$CHAP_INITIATOR_NAME" ]]; then
+    FIELDS=()
+    fail "the secret $CHAP_SECRET_ID holds the pair of $name, not of this host ($CHAP_INITIATOR_NAME)"
+  fi
+  if ! usable_secret "${FIELDS[secretToAuthenticateInitiator]:-}"; then
+    FIELDS=()
+    WAITING_FOR="the secret $CHAP_SECRET_ID to hold this host's CHAP pair (no usable secretToAuthenticateInitiator yet)"
+    return 1
+  fi
+  if [[ -n ${FIELDS[secretToAuthenticateTarget]:-} ]] && ! usable_secret "${FIELDS[secretToAuthenticateTarget]}"; then
+    FIELDS=()
+    WAITING_FOR="the secret $CHAP_SECRET_ID to hold a usable secretToAuthenticateTarget"
+    return 1
+  fi
+  write_chap "${FIELDS[secretToAuthenticateInitiator]}" "${FIELDS[secretToAuthenticateTarget]:-}"
+  status=$?
+  FIELDS=()
+  ((status == 0)) || fail "cannot write the node record $NODE_FILE"
+
+  iscsi_node --login >"$ERRORS" 2>&1
+  status=$?
+  case $status in
+    0 | 15) return 0 ;; # logged in, or already logged in
+    19 | 24)
+      WAITING_FOR="the target $TARGET_IQN to accept this host's CHAP credentials (login refused, iscsiadm exit $status)"
+      ;;
+    4 | 5 | 8 | 11 | 18 | 20)
+      WAITING_FOR="the target $TARGET_IQN at $PORTAL to answer (iscsiadm exit $status: $(last_error))"
+      ;;
+    *) fail "login to $TARGET_IQN at $PORTAL failed (iscsiadm exit $status): $(last_error)" ;;
+  esac
+  return 1
+}
+
+connect() {
+  local started=$SECONDS tries=0
+  while ! attempt; do
+    tries=$((tries + 1))
+    if ((SECONDS - started >= CHAP_WAIT_SECONDS)); then
+      fail "gave up after $((SECONDS - started)) s and $tries attempts, waiting for $WAITING_FOR"
+    fi
+    log "waiting for $WAITING_FOR; attempt $tries, retrying in $CHAP_RETRY_SECONDS s"
+    sleep "$CHAP_RETRY_SECONDS"
+  done
+  log "connected to $TARGET_IQN at $PORTAL as $CHAP_INITIATOR_NAME"
+}
+
+# After a reboot the distribution's iscsi service logs in every node marked automatic.
+enable_boot_login() {
+  if has_systemd; then
+    local unit enabled=0
+    for unit in iscsi.service open-iscsi.service; do
+      systemctl enable "$unit" >/dev/null 2>&1 && enabled=1
+    done
+    ((enabled)) || log "neither iscsi.service nor open-iscsi.service could be enabled: the session does not return after a reboot"
+  else
+    log "no systemd: after a reboot, start iscsid and run 'iscsiadm -m node --loginall=automatic' to log in again"
+  fi
+}
+
+# --relogin: the gateway's credentials changed (a rotation) and the session failed to authenticate. Logs out and in
+# again with the pair staged AWSPENDING (the rotation in progress), else AWSCURRENT. Run by lib/host/chap-agent.sh.
+relogin() {
+  local stage
+  find_node_file
+  for stage in AWSPENDING AWSCURRENT; do
+    STAGE=$stage
+    iscsi_node --logout >/dev/null 2>&1 # no session to end is fine
+    if attempt; then
+      log "logged in again to $TARGET_IQN at $PORTAL with the $stage credentials"
+      return 0
+    fi
+    log "the $stage credentials did not log in: waiting for $WAITING_FOR"
+  done
+  fail "no stored credentials log in to $TARGET_IQN at $PORTAL"
+}
+
+main() {
+  ((EUID == 0)) || fail "must run as root"
+  [[ -n $CHAP_SECRET_ID && -n $CHAP_REGION && -n $TARGET_IQN && -n $CHAP_INITIATOR_NAME && -n $CHAP_PORTAL_ADDRESS ]] \
+    || fail "the values block is incomplete: render this script with ChapCredentials.wireHost"
+  if [[ ${1:-} == --relogin ]]; then
+    relogin
+    return
+  fi
+  { mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"; } || fail "cannot create $STATE_DIR"
+  install_initiator
+  set_initiator_name
+  set_iscsid_defaults
+  start_iscsid
+  make_node_record
+  find_node_file
+  connect
+  enable_boot_login
+}
+
+main "$@"
