@@ -142,8 +142,9 @@ async function wholeChain(emulator: Emulator, cfn: LocalCloudFormation): Promise
   console.log(`    UpdateChapCredentials calls: ${emulator.callsOf('UpdateChapCredentials', true).length}, connections closed: ${closedAtCreate}`);
   const userData = [...cfn.deployed.values()].find((r) => r.type === 'AWS::EC2::Instance')?.properties.UserData;
   const script = userData ? Buffer.from(String(userData), 'base64').toString('utf8') : '';
-  const portal = /^PORTAL='([^']*)'$/m.exec(script)?.[1];
-  console.log(`    host wiring (Linux user data): PORTAL=${portal}, TARGET_ARN=${/^TARGET_ARN='([^']*)'$/m.exec(script)?.[1]}`);
+  const value = (name: string) => new RegExp(`^${name}='([^']*)'$`, 'm').exec(script)?.[1];
+  const portal = `${value('CHAP_PORTAL_ADDRESS')}:${value('CHAP_PORTAL_PORT')}`;
+  console.log(`    host wiring (Linux user data, the connect script's values): portal ${portal}, target ${value('CHAP_TARGET_ARN')}`);
   check('the host is wired to the volume\'s address, read from the volume', portal === `${DEMO_VOLUME_PORTAL}:3260`);
 
   const chapId = [...cfn.deployed].find(([, r]) => r.type.startsWith('Custom::'))![0];
