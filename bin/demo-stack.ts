@@ -1,7 +1,7 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
-import { ChapCredentials, ChapMode } from '../lib';
+import { ChapCredentials, ChapMode, ChapRotation } from '../lib';
 
 /** The initiator name of the demo's optional Linux host. */
 export const DEMO_HOST_INITIATOR = 'iqn.1994-05.com.redhat:demo-host';
@@ -18,7 +18,8 @@ export const DEMO_VOLUME_PORTAL = '10.0.0.10';
  * the target (its gateway address from `-c portal=ADDRESS`, default 10.0.0.10). With `-c manage=true` the construct
  * sets the declared initiators' CHAP credentials on the gateway (mutual, or one-way with `-c chap=one-way`). With
  * `-c volume=true` it creates a cached iSCSI volume (`CfnVolume`) on the gateway `-c gatewayArn=...` (default: the
- * documentation example's gateway) and targets it; hosts then connect to the volume's address.
+ * documentation example's gateway) and targets it; hosts then connect to the volume's address. With `-c rotation=DAYS`
+ * (and `-c manage=true`), Secrets Manager rotates the managed initiators' credentials every DAYS days.
  */
 export function demoStack(app: App): Stack {
   const context = (key: string) => {
@@ -46,10 +47,16 @@ export function demoStack(app: App): Stack {
     volumeSizeInBytes: 150 * 1024 ** 3,
   }) : undefined;
   const manage = context('manage') === 'true';
+  const rotationDays = context('rotation');
+  if (rotationDays !== undefined && !/^\d+$/.test(rotationDays)) {
+    throw new Error(`'-c rotation' must be a whole number of days (1 to 1000), got '${rotationDays}'`);
+  }
   const chap = new ChapCredentials(stack, 'Chap', {
     ...(volume ? { volume } : { targetArn }),
     initiators: initiators.length ? initiators : undefined,
     ...(manage ? { manageCredentials: true, chapMode: chapMode as ChapMode | undefined } : {}),
+    // Without -c manage=true, the construct refuses the rotation, naming the prop.
+    ...(rotationDays !== undefined ? { rotation: ChapRotation.every(Duration.days(Number(rotationDays))) } : {}),
   });
 
   if (withHost) {

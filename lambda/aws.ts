@@ -4,7 +4,9 @@
  */
 import { createHash } from 'node:crypto';
 import { CloudFormationClient, DescribeStacksCommand } from '@aws-sdk/client-cloudformation';
-import { GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import {
+  DescribeSecretCommand, GetSecretValueCommand, PutSecretValueCommand, SecretsManagerClient, UpdateSecretVersionStageCommand,
+} from '@aws-sdk/client-secrets-manager';
 import {
   DeleteChapCredentialsCommand, DescribeChapCredentialsCommand, StorageGatewayClient, UpdateChapCredentialsCommand,
 } from '@aws-sdk/client-storage-gateway';
@@ -226,4 +228,66 @@ export async function stackRollingBack(stackId: string, abortSignal?: AbortSigna
     const out = await cfn().send(new DescribeStacksCommand({ StackName: stackId }), { abortSignal });
     return (out.Stacks?.[0]?.StackStatus ?? 'ROLLBACK (unknown)').includes('ROLLBACK');
   }, () => true);
+}
+
+/** What a rotation step needs to know of a secret (DescribeSecret). */
+export interface SecretDescription {
+  /** The secret's full ARN. */
+  readonly arn: string;
+  readonly rotationEnabled: boolean;
+  /** Staging labels by version id (versions without a label are left out). */
+  readonly versionStages: Readonly<Record<string, readonly string[]>>;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/** The secret's ARN, rotation state, version stages and tags. */
+export async function describeSecret(secretId: string, abortSignal?: AbortSignal): Promise<SecretDescription> {
+  return call('DescribeSecret', `secret ${secretId}`, async () => {
+    const out = await sm().send(new DescribeSecretCommand({ SecretId: secretId }), { abortSignal });
+    return {
+      arn: out.ARN ?? secretId,
+      rotationEnabled: out.RotationEnabled === true,
+      versionStages: Object.fromEntries(Object.entries(out.VersionIdsToStages ?? {}).filter(([, stages]) => stages?.length)),
+      tags: Object.fromEntries((out.Tags ?? []).filter((t) => t.Key !== undefined).map((t) => [t.Key!, t.Value ?? ''])),
+    };
+  });
+}
+
+/** The string value of one version of a secret, or undefined when that version has none (or does not exist). */
+export function secretVersionValue(secretArn: string, versionId: string, abortSignal?: AbortSignal): Promise<string | undefined> {
+  const resource = `secret ${secretArn} version ${versionId}`;
+  return call('GetSecretValue', resource,
+    async () => (await sm().send(new GetSecretValueCommand({ SecretId: secretArn, VersionId: versionId }), { abortSignal })).SecretString,
+    (error) => {
+      if (error.name === 'ResourceNotFoundException') return undefined;
+      throw new AwsCallError('GetSecretValue', resource, errorCode(error));
+    });
+}
+
+/**
+ * Stores `value` as the version `versionId` labelled AWSPENDING (a rotation's createSecret), with the event's
+ * RotationToken when it has one (sensitive: never logged). Secrets Manager ignores a repeat with the same value, so two
+ * deliveries at once store one version.
+ */
+export async function putPendingValue(
+  secretArn: string, value: string, versionId: string, rotationToken?: string, abortSignal?: AbortSignal,
+): Promise<void> {
+  await call('PutSecretValue', `secret ${secretArn} version ${versionId}`, () => sm().send(new PutSecretValueCommand({
+    SecretId: secretArn, SecretString: value, ClientRequestToken: versionId, VersionStages: ['AWSPENDING'],
+    ...(rotationToken ? { RotationToken: rotationToken } : {}),
+  }), { abortSignal }));
+}
+
+/** Moves AWSCURRENT to `versionId` (a rotation's finishSecret); AWSPREVIOUS follows by itself. */
+export async function moveCurrentStage(
+  secretArn: string, versionId: string, fromVersionId: string | undefined, abortSignal?: AbortSignal,
+): Promise<void> {
+  await call('UpdateSecretVersionStage', `secret ${secretArn} version ${versionId}`, () => sm().send(new UpdateSecretVersionStageCommand({
+    SecretId: secretArn, VersionStage: 'AWSCURRENT', MoveToVersionId: versionId, RemoveFromVersionId: fromVersionId,
+  }), { abortSignal }));
+}
+
+/** Sets one pair on the gateway (a rotation's setSecret): one UpdateChapCredentials, which closes the target's connections. */
+export function setChapCredentials(pair: ChapPair, abortSignal?: AbortSignal): Promise<void> {
+  return applyGatewayPlan(pair.targetArn, { set: [pair], keep: [], remove: [], conflicts: [] }, abortSignal);
 }

@@ -3,7 +3,8 @@
  * into the stack's secrets; a managed construct first ensures its declared initiators' credentials on the gateway
  * (a plan, see plan.ts). Delete has nothing to undo in read mode (CloudFormation owns the secrets); a managed
  * construct's Delete removes the credentials the stack set. A scheduled refresh (EventBridge) runs the read-only sync
- * between deploys and never writes to the gateway.
+ * between deploys and never writes to the gateway. Secrets Manager rotates a managed construct's initiator secrets
+ * through the same function, one rotation step per invocation (rotation.ts).
  * `onEvent` and `onRefresh` are the plain logic; `handler` adds the deadline and the response protocol.
  */
 import type {
@@ -15,10 +16,11 @@ import type {
 } from 'aws-lambda';
 import {
   Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
-  TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
+  NO_INITIATORS_MARKER, TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
 import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, stackRollingBack, writeChangedSecrets } from './aws';
 import { ManagedInitiator, pairsAfter, planCredentials } from './plan';
+import { RotationEvent, isRotationEvent, onRotation } from './rotation';
 import { dataBudget, Outcome, responseBody, sendResponse } from './response';
 
 /** Secrets Manager's limit for one secret value. */
@@ -90,11 +92,13 @@ export function physicalResourceId(targetArn: string): string {
 
 /**
  * Response Data: the sorted names comma-separated, their exact count, and whether the names had to be
- * shortened to fit `budget` bytes; a shortened list ends with `+N-more`, which no initiator name can be.
+ * shortened to fit `budget` bytes; a shortened list ends with `+N-more`, and no names at all read `+none` (an output
+ * can export it, a parameter can store it), which no initiator name can be.
  */
 export function initiatorData(names: readonly string[], budget: number): Record<string, string> {
   const render = (shown: readonly string[], truncated: boolean) => ({
-    [Attr.InitiatorNames]: [...shown, ...(truncated ? [`${TRUNCATION_MARKER_PREFIX}${names.length - shown.length}-more`] : [])].join(','),
+    [Attr.InitiatorNames]: names.length === 0 ? NO_INITIATORS_MARKER
+      : [...shown, ...(truncated ? [`${TRUNCATION_MARKER_PREFIX}${names.length - shown.length}-more`] : [])].join(','),
     [Attr.InitiatorCount]: String(names.length),
     [Attr.InitiatorNamesTruncated]: String(truncated),
   });
@@ -268,7 +272,7 @@ export async function onEvent(event: CloudFormationCustomResourceEvent, signal?:
 
 /** A reason for any error: our own messages as they are, anything else by its name only (never a stack or value). */
 export function reasonFor(error: unknown): string {
-  if (error instanceof HandlerError || (error as Error)?.name === 'AwsCallError') return (error as Error).message;
+  if (error instanceof HandlerError || ['AwsCallError', 'RotationError'].includes((error as Error)?.name)) return (error as Error).message;
   return `unexpected ${(error as Error)?.name ?? typeof error}`;
 }
 
@@ -313,23 +317,35 @@ export function isRefreshEvent(event: unknown): event is RefreshEvent {
   return typeof event === 'object' && event !== null && REFRESH_EVENT_KEY in event;
 }
 
+/** Runs an invocation that has no response protocol (a refresh, a rotation step): a failure ends it in error, with one line. */
+async function runInvocation(
+  what: string, fields: Record<string, unknown>, context: Context, work: (signal: AbortSignal) => Promise<unknown>,
+): Promise<void> {
+  log(what, fields);
+  try {
+    const outcome = await withDeadline(context, work);
+    if (typeof outcome === 'string') log(`${what} done`, { ...fields, outcome });
+  } catch (error) {
+    const reason = reasonFor(error);
+    log(`${what} failed`, { ...fields, reason });
+    // The original error is dropped on purpose: only the one-line reason may reach the function's log.
+    // eslint-disable-next-line preserve-caught-error
+    throw new Error(`${what} failed: ${reason}`);
+  }
+}
+
 /**
- * The Lambda entry point. A CloudFormation event always gets an answer; a scheduled refresh that fails logs its
- * one-line reason and ends in error, so it counts in the function's Errors metric.
+ * The Lambda entry point. A CloudFormation event always gets an answer; a scheduled refresh or a rotation step that
+ * fails logs its one-line reason and ends in error, so it counts in the function's Errors metric (and Secrets Manager
+ * sees the step fail).
  */
-export async function handler(event: CloudFormationCustomResourceEvent | RefreshEvent, context: Context): Promise<void> {
+export async function handler(event: CloudFormationCustomResourceEvent | RefreshEvent | RotationEvent, context: Context): Promise<void> {
+  if (isRotationEvent(event)) {
+    const fields = { step: event.Step, secret: event.SecretId, version: event.ClientRequestToken };
+    return runInvocation('rotation', fields, context, (signal) => onRotation(event, signal));
+  }
   if (isRefreshEvent(event)) {
-    log('refresh', { requestId: context.awsRequestId });
-    try {
-      await withDeadline(context, (signal) => onRefresh(event, context.awsRequestId, signal));
-    } catch (error) {
-      const reason = reasonFor(error);
-      log('refresh failed', { reason });
-      // The original error is dropped on purpose: only the one-line reason may reach the function's log.
-      // eslint-disable-next-line preserve-caught-error
-      throw new Error(`refresh failed: ${reason}`);
-    }
-    return;
+    return runInvocation('refresh', { requestId: context.awsRequestId }, context, (signal) => onRefresh(event, context.awsRequestId, signal));
   }
   const where = { requestType: event.RequestType, logicalResourceId: event.LogicalResourceId, requestId: event.RequestId };
   log('request', where);

@@ -77,6 +77,15 @@ export interface ChapResourceProperties {
   readonly [Prop.CredentialKeyArn]?: string;
 }
 
+/** The provider function's environment variable naming the stack's credential key secret (stacks with managing constructs). */
+export const CREDENTIAL_KEY_ENV = 'CHAP_CREDENTIAL_KEY_ARN';
+
+/**
+ * Tag of each rotated initiator secret: the ARN of its construct's target secret, which a rotation keeps in step.
+ * CloudFormation sets it; the function reads it with DescribeSecret, which its role may call only on rotated secrets.
+ */
+export const ROTATION_TARGET_SECRET_TAG = 'chap-credentials:target-secret';
+
 /** Key of a scheduled refresh event: its value is the construct's properties, as the custom resource gets them. */
 export const REFRESH_EVENT_KEY = 'ChapCredentialsRefresh';
 
@@ -115,6 +124,12 @@ export interface TargetSecretValue {
 
 /** Marker that ends a shortened InitiatorNames list; it can never be an initiator name ('+' is not allowed). */
 export const TRUNCATION_MARKER_PREFIX = '+';
+
+/**
+ * InitiatorNames of a target with no CHAP credentials: never empty, because CloudFormation refuses to export an empty
+ * value and Parameter Store to store one; it can never be an initiator name ('+' is not allowed).
+ */
+export const NO_INITIATORS_MARKER = '+none';
 
 export const TARGET_ARN_MIN_LENGTH = 50;
 export const TARGET_ARN_MAX_LENGTH = 800;
@@ -155,6 +170,26 @@ export function secretNameError(property: string, value: string, maxLength = SEC
   if (value.length < 1 || value.length > maxLength || !SECRET_NAME_PATTERN.test(value)) {
     return `'${property}' must be a Secrets Manager secret name (1 to ${maxLength} characters of `
       + `ASCII letters, digits and '/_+=.@-'), got ${quote(value)}`;
+  }
+  return undefined;
+}
+
+const PARAMETER_NAME_PATTERN = /^[a-zA-Z0-9_.\-/]+$/;
+export const PARAMETER_NAME_MAX_LENGTH = 1011;
+
+/**
+ * Why `value` is not an SSM parameter name, or undefined when it is: ASCII letters, digits and `_.-/`, at most 1011
+ * characters; a name with `/` begins with `/` (a fully qualified hierarchy of at most 15 levels); no `aws` or `ssm`
+ * prefix, in any case, with or without the leading `/`.
+ */
+export function parameterNameError(property: string, value: string): string | undefined {
+  const rule = `'${property}' must be an SSM parameter name (1 to ${PARAMETER_NAME_MAX_LENGTH} characters of ASCII letters, digits and '_.-/'; `
+    + "with '/' a fully qualified hierarchy of at most 15 levels, such as '/iscsi/myvolume/initiator-names'; not beginning with 'aws' or 'ssm')";
+  const levels = value.split('/').length - 1;
+  if (value.length < 1 || value.length > PARAMETER_NAME_MAX_LENGTH || !PARAMETER_NAME_PATTERN.test(value)
+    || (value.includes('/') && (!value.startsWith('/') || value.endsWith('/') || value.includes('//') || levels > 15))
+    || /^\/?(aws|ssm)/i.test(value)) {
+    return `${rule}, got ${quote(value)}`;
   }
   return undefined;
 }

@@ -4,10 +4,11 @@ import * as eventsTargets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as ssm from 'aws-cdk-lib/aws-ssm';
 import { Construct } from 'constructs';
 import {
-  Attr, ChapMode, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
-  initiatorNameError, initiatorSecretNamePart, secretNameError, targetArnError,
+  Attr, ChapMode, InitiatorProp, Prop, REFRESH_EVENT_KEY, RESOURCE_TYPE, ROTATION_TARGET_SECRET_TAG, SECRET_NAME_MAX_LENGTH, INITIATOR_MAX_LENGTH,
+  initiatorNameError, initiatorSecretNamePart, parameterNameError, secretNameError, targetArnError,
 } from './api';
 import { IscsiHostProps, IscsiHostWiring, wireIscsiHost } from './host-wiring';
 import { ChapCredentialsProvider, SERVICE_TIMEOUT, acknowledge } from './provider';
@@ -100,11 +101,24 @@ export interface ChapCredentialsProps {
   readonly outputInitiatorNames?: boolean;
 
   /**
-   * Export name of the initiator names output, so other stacks can import it.
+   * Export name of the initiator names output, so other stacks can import it (`Fn.importValue`). While another stack
+   * imports it, CloudFormation refuses every deploy of this stack that changes the names (a new initiator on the
+   * target, one removed); to follow the names without blocking deploys, read them from `initiatorNamesParameterName`
+   * instead. An export holds at most 1024 characters.
    *
    * @default - the output is not exported
    */
   readonly initiatorNamesExportName?: string;
+
+  /**
+   * Name of an SSM parameter (String, Standard tier) the stack writes the initiator names to, comma-separated as in the
+   * output, such as `/iscsi/myvolume/initiator-names`. Another stack reads it with
+   * `ssm.StringParameter.valueForStringParameter(this, name)`, which CloudFormation resolves at each of that stack's
+   * deploys: the names can change without any deploy being refused, and the reader follows them at its next deploy.
+   *
+   * @default - no parameter
+   */
+  readonly initiatorNamesParameterName?: string;
 
   /**
    * Re-read the target this often between deploys (an EventBridge schedule invokes the stack's provider function)
@@ -114,6 +128,47 @@ export interface ChapCredentialsProps {
    * @default - no refresh: the secrets change only when the stack deploys an update of this construct
    */
   readonly refresh?: Duration;
+
+  /**
+   * With `manageCredentials`, rotate each declared initiator's credentials through Secrets Manager on this schedule:
+   * the stack's provider function is the rotation function of every declared initiator's secret. Each rotation sets
+   * new credentials on the gateway, which closes every iSCSI connection of the target once (see README, Rotating
+   * credentials). The first rotation comes on the schedule, not at deploy time.
+   *
+   * @default - no rotation: the credentials change only when an initiator is declared again
+   */
+  readonly rotation?: ChapRotation;
+}
+
+/**
+ * How often Secrets Manager rotates a managed construct's CHAP credentials (`rotation`): at most every 4 hours.
+ */
+export class ChapRotation {
+  /**
+   * Every `interval`: whole days from 1 to 1000 (Secrets Manager's `AutomaticallyAfterDays`), or whole hours from 4 to 23
+   * (`rate(N hours)`).
+   */
+  public static every(interval: Duration): ChapRotation {
+    return new ChapRotation(interval, undefined);
+  }
+
+  /**
+   * A Secrets Manager schedule expression, `rate(N hours)` (4 to 23), `rate(N days)` (1 to 1000) or `cron(...)`
+   * (Secrets Manager refuses one that fires more often than every 4 hours).
+   */
+  public static expression(expression: string): ChapRotation {
+    return new ChapRotation(undefined, expression);
+  }
+
+  /** The interval given to `every`, if any. */
+  public readonly interval?: Duration;
+  /** The expression given to `expression`, if any. */
+  public readonly scheduleExpression?: string;
+
+  private constructor(interval: Duration | undefined, scheduleExpression: string | undefined) {
+    this.interval = interval;
+    this.scheduleExpression = scheduleExpression;
+  }
 }
 
 /**
@@ -151,11 +206,13 @@ export class ChapCredentials extends Construct {
 
   /**
    * Comma-separated initiator names, sorted, as the target reports them. When they would not fit in a
-   * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`.
+   * custom resource response (4096 bytes), the list is shortened and ends with `+N-more`. A target with no CHAP
+   * credentials gives `+none`, never an empty value (which an export or an SSM parameter refuses). Neither marker can
+   * be an initiator name (initiator names never hold `+`).
    */
   public readonly initiatorNamesCommaSeparated: string;
 
-  /** The initiator names as a list token (one element, `''`, when the target has none). */
+  /** The initiator names as a list token (one element, `+none`, when the target has none). */
   public readonly initiatorNames: string[];
 
   /** How many target-initiator pairs the target reports. */
@@ -166,6 +223,9 @@ export class ChapCredentials extends Construct {
 
   /** The stack output with the initiator names, when `outputInitiatorNames` is not false. */
   public readonly initiatorNamesOutput?: CfnOutput;
+
+  /** The SSM parameter holding the initiator names, when `initiatorNamesParameterName` is given. */
+  public readonly initiatorNamesParameter?: ssm.CfnParameter;
 
   /** The custom resource. */
   public readonly resource: CustomResource;
@@ -182,6 +242,9 @@ export class ChapCredentials extends Construct {
   /** The EventBridge schedule that refreshes the secrets, when `refresh` is set. */
   public readonly refreshSchedule?: events.Rule;
 
+  /** The rotation schedules of the declared initiators' secrets, in the order declared, when `rotation` is set. */
+  public readonly rotationSchedules: secretsmanager.CfnRotationSchedule[] = [];
+
   /** The secrets' resources: the target's first, then the declared initiators' by name. */
   private readonly targetSecretResource: secretsmanager.CfnSecret;
   private readonly initiatorSecretResources = new Map<string, secretsmanager.CfnSecret>();
@@ -190,6 +253,7 @@ export class ChapCredentials extends Construct {
   constructor(scope: Construct, id: string, props: ChapCredentialsProps) {
     super(scope, id);
     validateProps(props);
+    const rotationRules = props.rotation && rotationRulesOf(props);
     this.targetArn = props.targetArn ?? Token.asString(props.volume!.getAtt('TargetARN'));
     this.portalAddress = (props.volume as { networkInterfaceId?: string } | undefined)?.networkInterfaceId;
     this.managesCredentials = props.manageCredentials ?? false;
@@ -209,7 +273,7 @@ export class ChapCredentials extends Construct {
         description, name, kmsKeyId: props.encryptionKey?.keyArn, generateSecretString,
       });
       secret.applyRemovalPolicy(removalPolicy);
-      acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'], rotationReason);
+      if (rotationReason) acknowledge(secret, ['AwsSolutions-SMG4', 'NIST.800.53.R5-SecretsManagerRotationEnabled'], rotationReason);
       if (!props.encryptionKey) {
         acknowledge(secret, ['NIST.800.53.R5-SecretsManagerUsingKMSKey'],
           'No encryptionKey was given, so the secret uses the aws/secretsmanager key; give encryptionKey a customer '
@@ -226,42 +290,48 @@ export class ChapCredentials extends Construct {
     }
 
     this.targetSecretResource = newSecret('TargetSecret',
-      'CHAP credentials of every initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', { name: props.secretName });
+      'CHAP credentials of every initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', {
+        name: props.secretName,
+        ...(rotationRules ? {
+          rotationReason: 'The secret holds a copy of every pair of the target, each initiator\'s credentials rotate through Secrets '
+            + 'Manager in that initiator\'s own secret, and the same rotation rewrites this copy in its finishSecret step. '
+            + 'Rotating this copy on its own would change no credential on the gateway.',
+        } : {}),
+      });
 
     const initiators = (props.initiators ?? []).map((name, i) => {
       const secretName = props.secretName === undefined ? undefined
         : `${props.secretName}/${Token.isUnresolved(name) ? Fn.join('_', Fn.split(':', name)) : initiatorSecretNamePart(name)}`;
       const secret = newSecret(Token.isUnresolved(name) ? `Initiator${i}Secret` : `Initiator-${name}`,
-        'CHAP credentials of one initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', { name: secretName });
+        'CHAP credentials of one initiator of a Storage Gateway iSCSI target (written by ChapCredentials)', {
+          name: secretName, ...(rotationRules ? { rotationReason: null } : {}),
+        });
+      // A rotation keeps the construct's target secret in step: the tag names it (see lambda/rotation.ts).
+      if (rotationRules) secret.tags.setTag(ROTATION_TARGET_SECRET_TAG, this.targetSecretResource.ref);
       this.initiatorSecretResources.set(name, secret);
       return { [InitiatorProp.Name]: name, [InitiatorProp.SecretArn]: secret.ref };
     });
 
-    // Managed: the credentials this stack sets are derived from a random key that CloudFormation generates here and
-    // only the provider's role reads, so the handler knows its own credentials on the gateway (see lambda/plan.ts).
-    const credentialKey = this.managesCredentials ? newSecret('CredentialKey',
-      'Key from which ChapCredentials derives the CHAP credentials it sets on a Storage Gateway target (read only by its provider)', {
-        generateSecretString: { passwordLength: 64, excludePunctuation: true },
-        rotationReason: 'The key identifies the CHAP credentials this stack set on the gateway; rotating it would make the stack '
-          + 'forget them (they would then be left on the gateway when their initiator leaves). Rotate CHAP credentials by '
-          + 'redeclaring the initiator instead.',
-      }) : undefined;
-
     const provider = ChapCredentialsProvider.getOrCreate(this);
+    // Managed: the credentials this stack sets are derived from the stack's one credential key (a random value that
+    // CloudFormation generates and only the provider's role reads), so the handler knows its own credentials on the
+    // gateway, and an initiator gets the same target secret on every target of the stack (see lambda/plan.ts).
+    const credentialKeyArn = this.managesCredentials ? provider.credentialKeyArn(props.encryptionKey) : undefined;
     provider.register({
       targetArn: this.targetArn,
       secretArns: [this.targetSecretResource.ref, ...initiators.map((d) => d[InitiatorProp.SecretArn])],
       encryptionKey: props.encryptionKey,
-      ...(credentialKey ? { credentialKeyArn: credentialKey.ref, removesAdoptedCredentials: props.removeAdoptedCredentials ?? false } : {}),
+      ...(credentialKeyArn ? { credentialKeyArn, removesAdoptedCredentials: props.removeAdoptedCredentials ?? false } : {}),
+      ...(rotationRules ? { rotatedSecretArns: initiators.map((d) => d[InitiatorProp.SecretArn]) } : {}),
     });
 
     const properties = {
       [Prop.TargetArn]: this.targetArn,
       [Prop.TargetSecretArn]: this.targetSecretResource.ref,
       ...(initiators.length ? { [Prop.Initiators]: initiators } : {}),
-      ...(credentialKey ? {
+      ...(credentialKeyArn ? {
         [Prop.Manage]: props.chapMode ?? ChapMode.MUTUAL,
-        [Prop.CredentialKeyArn]: credentialKey.ref,
+        [Prop.CredentialKeyArn]: credentialKeyArn,
         ...(props.removeAdoptedCredentials ? { [Prop.RemoveAdopted]: 'true' } : {}),
       } : {}),
     };
@@ -273,6 +343,23 @@ export class ChapCredentials extends Construct {
       // Managed credentials follow the construct's removal policy: RETAIN keeps them on the gateway (no Delete is sent).
       ...(this.managesCredentials ? { removalPolicy } : {}),
     });
+
+    if (rotationRules) {
+      // Each declared initiator's secret rotates through the stack's function, once Secrets Manager may invoke it and
+      // once the custom resource has given the secret its first value; the first rotation comes on the schedule.
+      const permission = provider.rotationPermission();
+      for (const secret of this.initiatorSecretResources.values()) {
+        const schedule = new secretsmanager.CfnRotationSchedule(secret.node.scope as Construct, 'RotationSchedule', {
+          secretId: secret.ref,
+          rotationLambdaArn: provider.function.functionArn,
+          rotationRules,
+          rotateImmediatelyOnUpdate: false,
+        });
+        schedule.addDependency(permission);
+        schedule.node.addDependency(this.resource);
+        this.rotationSchedules.push(schedule);
+      }
+    }
 
     if (props.refresh) {
       // The same function, with the same properties; the schedule starts once the resource has written the secrets.
@@ -295,8 +382,22 @@ export class ChapCredentials extends Construct {
     if (props.outputInitiatorNames ?? true) {
       this.initiatorNamesOutput = new CfnOutput(this, 'InitiatorNames', {
         value: this.initiatorNamesCommaSeparated,
-        description: 'Initiator names with CHAP credentials on the target, comma-separated (ends with +N-more when shortened)',
+        description: 'Initiator names with CHAP credentials on the target, comma-separated (ends with +N-more when shortened; +none when none)',
         exportName: props.initiatorNamesExportName,
+      });
+    }
+
+    if (props.initiatorNamesParameterName !== undefined) {
+      const name = props.initiatorNamesParameterName;
+      if (!Token.isUnresolved(name)) {
+        const error = parameterNameError('initiatorNamesParameterName', name);
+        if (error) throw new Error(error);
+      }
+      this.initiatorNamesParameter = new ssm.CfnParameter(this, 'InitiatorNamesParameter', {
+        name,
+        type: 'String',
+        value: this.initiatorNamesCommaSeparated,
+        description: 'Initiator names with CHAP credentials on a Storage Gateway target, comma-separated (written by ChapCredentials)',
       });
     }
   }
@@ -352,8 +453,8 @@ interface SecretOptions {
   readonly name?: string;
   /** What CloudFormation fills the secret with at creation (a placeholder for the CHAP copies). */
   readonly generateSecretString?: secretsmanager.CfnSecret.GenerateSecretStringProperty;
-  /** Why the secret is not rotated by Secrets Manager (the rule packs' acknowledgment). */
-  readonly rotationReason?: string;
+  /** Why the secret is not rotated by Secrets Manager (the rule packs' acknowledgment); null for a rotated secret. */
+  readonly rotationReason?: string | null;
 }
 
 function validateProps(props: ChapCredentialsProps): void {
@@ -397,4 +498,39 @@ function validateProps(props: ChapCredentialsProps): void {
     const room = props.initiators?.length ? SECRET_NAME_MAX_LENGTH - 1 - INITIATOR_MAX_LENGTH : SECRET_NAME_MAX_LENGTH;
     fail(secretNameError('secretName', props.secretName, room));
   }
+}
+
+/** Rotation: every 4 hours at most, whole days up to 1000 (Secrets Manager's limits). */
+const ROTATION_HOURS = { min: 4, max: 23 };
+const ROTATION_DAYS = { min: 1, max: 1000 };
+
+/** Secrets Manager's rotation rules for `props.rotation`, refused early with a message naming the prop and the value. */
+function rotationRulesOf(props: ChapCredentialsProps): secretsmanager.CfnRotationSchedule.RotationRulesProperty {
+  const rotation = props.rotation!;
+  const shown = rotation.interval ? `every ${rotation.interval.toHumanString()}` : `expression ${JSON.stringify(rotation.scheduleExpression)}`;
+  const fail = (rule: string): never => {
+    throw new Error(`'rotation' ${rule}, got ${shown}`);
+  };
+  if (!props.manageCredentials) fail("needs 'manageCredentials: true' (the stack rotates only credentials it sets)");
+  const rules = (unit: 'hours' | 'days', amount: number): secretsmanager.CfnRotationSchedule.RotationRulesProperty => {
+    const range = unit === 'hours' ? ROTATION_HOURS : ROTATION_DAYS;
+    if (!Number.isInteger(amount) || amount < range.min || amount > range.max) {
+      fail(`must be whole hours from ${ROTATION_HOURS.min} to ${ROTATION_HOURS.max} or whole days from ${ROTATION_DAYS.min} to ${ROTATION_DAYS.max}`);
+    }
+    return unit === 'days' ? { automaticallyAfterDays: amount } : { scheduleExpression: `rate(${amount} hours)` };
+  };
+  if (rotation.interval) {
+    if (rotation.interval.isUnresolved()) return { automaticallyAfterDays: rotation.interval.toDays() };
+    const hours = rotation.interval.toHours({ integral: false });
+    return hours % 24 === 0 ? rules('days', hours / 24) : rules('hours', hours);
+  }
+  const expression = rotation.scheduleExpression ?? '';
+  if (Token.isUnresolved(expression)) return { scheduleExpression: expression };
+  const rate = /^rate\((\d+) (hours?|days?)\)$/.exec(expression);
+  if (rate) {
+    rules(rate[2].startsWith('hour') ? 'hours' : 'days', Number(rate[1]));
+    return { scheduleExpression: expression };
+  }
+  if (!/^cron\(.+\)$/.test(expression)) fail("must be a Secrets Manager schedule expression, 'rate(N hours)', 'rate(N days)' or 'cron(...)'");
+  return { scheduleExpression: expression };
 }

@@ -131,11 +131,11 @@ describe('Create', () => {
     ]);
   });
 
-  test('an empty credential list is a normal result: an empty secret list, no names, count 0', async () => {
+  test('an empty credential list is a normal result: an empty secret list, the names +none (never empty), count 0', async () => {
     givenGateway([]);
     const outcome = await onEvent(cfnEvent('Create'));
     expect(JSON.parse(store.get(TARGET_SECRET_ARN)!)).toEqual({ targetArn: DOC_TARGET_ARN, chapCredentials: [] });
-    expect(outcome.data).toEqual({ [Attr.InitiatorNames]: '', [Attr.InitiatorCount]: '0', [Attr.InitiatorNamesTruncated]: 'false' });
+    expect(outcome.data).toEqual({ [Attr.InitiatorNames]: '+none', [Attr.InitiatorCount]: '0', [Attr.InitiatorNamesTruncated]: 'false' });
   });
 
   test('a declared initiator missing on the target fails naming it, and nothing is written', async () => {

@@ -77,6 +77,7 @@ test('what other languages see: the construct, its structs, the provider, and th
     ChapCredentialsProps: { kind: 'struct', initializer: false, statics: [] },
     ChapCredentialsProvider: { kind: 'class', initializer: false, statics: ['getOrCreate'] },
     ChapMode: { kind: 'enum', initializer: false, statics: [] },
+    ChapRotation: { kind: 'class', initializer: false, statics: ['every', 'expression'] },
     IscsiHostProps: { kind: 'struct', initializer: false, statics: [] },
     IscsiHostWiring: { kind: 'struct', initializer: false, statics: [] },
     ProviderRegistration: { kind: 'struct', initializer: false, statics: [] },
@@ -96,7 +97,7 @@ test("lib/*.js is jsii's output: each class other languages see carries jsii's t
   `;
   const tags = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: ROOT, encoding: 'utf8' }));
   const classes = types.filter((t) => t.kind === 'class');
-  expect(classes.map((t) => t.name).sort()).toEqual(['ChapCredentials', 'ChapCredentialsAttribute', 'ChapCredentialsProvider']);
+  expect(classes.map((t) => t.name).sort()).toEqual(['ChapCredentials', 'ChapCredentialsAttribute', 'ChapCredentialsProvider', 'ChapRotation']);
   for (const t of classes) {
     expect([t.name, tags[t.name]]).toEqual([t.name, { fqn: t.fqn, version: pkg.version }]);
   }

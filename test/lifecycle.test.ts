@@ -125,7 +125,7 @@ test('one-way CHAP and an empty credential list are normal results', async () =>
   cloud.emulator.storageGateway.addTarget(OTHER_TARGET_ARN, []);
   const created = await cloud.cfn.deploy(synthesized({ targetArn: DOC_TARGET_ARN }, { targetArn: OTHER_TARGET_ARN }), STACK);
   expect(created.status).toBe('CREATE_COMPLETE');
-  expect(Object.values(created.outputs).sort()).toEqual(['', HOST_A]);
+  expect(Object.values(created.outputs).sort()).toEqual(['+none', HOST_A]);
   expect(cloud.secretValue('Chap0TargetSecret')).toEqual({
     targetArn: DOC_TARGET_ARN,
     chapCredentials: [{ initiatorName: HOST_A, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: oneWay.SecretToAuthenticateInitiator }],

@@ -9,7 +9,7 @@ import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials, ChapCredentialsProps, ChapMode } from '../lib';
 import { ChapCredential, Emulator } from '../local/emulator';
-import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, HOST_B, numberedTargetArn } from './fixtures';
 import { LocalCloud, STACK, assemblyText, removeAssemblies, synth } from './local-stack';
 
 jest.setTimeout(60_000);
@@ -276,4 +276,30 @@ test('a gateway that does not answer before the function\'s deadline fails the c
   expect(failed.reason).toMatch(new RegExp(`no answer within \\d+ ms, before the function's timeout: still waiting for UpdateChapCredentials for initiator ${HOST_C} on target ${DOC_TARGET_ARN}`));
   expect(cloud.cfn.invocations[0].ended).toBe('returned');
   expect(gateway().targets.get(DOC_TARGET_ARN)!.size).toBe(0); // HOST_B's credentials, set before the deadline, removed by the rollback
+});
+
+test('one stack, two targets, one initiator: the same target secret on both (a Windows host keeps one mutual secret), different initiator secrets; another stack\'s differ', async () => {
+  const second = numberedTargetArn(2);
+  gateway().addTarget(DOC_TARGET_ARN, []);
+  gateway().addTarget(second, []);
+  const twoTargets = () => synth((stack: Stack) => {
+    new ChapCredentials(stack, 'One', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A, HOST_B], manageCredentials: true });
+    new ChapCredentials(stack, 'Two', { targetArn: second, initiators: [HOST_A], manageCredentials: true });
+  });
+  const assembly = twoTargets();
+  assemblies.push(assembly);
+  expect((await cloud.cfn.deploy(assembly, STACK)).status).toBe('CREATE_COMPLETE');
+  const [one, two, other] = [onGateway(HOST_A)!, onGateway(HOST_A, second)!, onGateway(HOST_B)!];
+  expect(two.SecretToAuthenticateTarget).toBe(one.SecretToAuthenticateTarget);
+  expect(two.SecretToAuthenticateInitiator).not.toBe(one.SecretToAuthenticateInitiator);
+  expect(other.SecretToAuthenticateTarget).not.toBe(one.SecretToAuthenticateTarget);
+  for (const c of [one, two, other]) expect(c.SecretToAuthenticateTarget).not.toBe(c.SecretToAuthenticateInitiator);
+
+  // The same app deployed as a new stack: a new credential key, so other secrets.
+  expect((await cloud.cfn.destroy()).status).toBe('DELETE_COMPLETE');
+  expect([...gateway().targets.get(DOC_TARGET_ARN)!.keys(), ...gateway().targets.get(second)!.keys()]).toEqual([]);
+  const again = twoTargets();
+  assemblies.push(again);
+  await cloud.cfn.deploy(again, STACK);
+  expect(onGateway(HOST_A)!.SecretToAuthenticateTarget).not.toBe(one.SecretToAuthenticateTarget);
 });

@@ -1,14 +1,18 @@
 /** The managed-credentials plan and the derived credentials, decided without any client (table tests). */
 import { ChapMode, ChapPair } from '../lib/api';
 import {
-  GENERATED_SECRET_LENGTH, ManagedInitiator, PlanInput, modeOf, pairsAfter, planCredentials, setByStack, stackCredentials, writesGateway,
+  GENERATED_SECRET_LENGTH, ManagedInitiator, SEAL_LENGTH, PlanInput, modeOf, pairsAfter, planCredentials, setByStack, stackCredentials, writesGateway,
 } from '../lambda/plan';
-import { DOC_TARGET_ARN, HOST_A, HOST_B, initiatorSecretArn, secretValue } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, HOST_B, initiatorSecretArn, numberedTargetArn, secretValue } from './fixtures';
 
 const HOST_C = 'iqn.1994-05.com.redhat:host-c';
 const KEY = 'k'.repeat(64);
 const initiator = (name: string): ManagedInitiator => ({ name, secretArn: initiatorSecretArn(name) });
-const seed = (name: string, key = KEY) => ({ key, targetArn: DOC_TARGET_ARN, initiatorName: name, secretArn: initiatorSecretArn(name) });
+const seed = (name: string, key = KEY, rotation?: string) => ({
+  key, targetArn: DOC_TARGET_ARN, initiatorName: name, secretArn: initiatorSecretArn(name), ...(rotation ? { rotation } : {}),
+});
+const TOKEN = 'a1b2c3d4-0000-4000-8000-000000000001';
+const rotated = (name: string, mode: ChapMode, token = TOKEN) => stackCredentials(seed(name, KEY, token), mode);
 const ours = (name: string, mode: ChapMode) => stackCredentials(seed(name), mode);
 const foreign = (name: string, mode: ChapMode): ChapPair => ({
   initiatorName: name, targetArn: DOC_TARGET_ARN, secretToAuthenticateInitiator: secretValue(),
@@ -48,10 +52,40 @@ describe('derived credentials', () => {
     for (const other of others) expect(other.secretToAuthenticateInitiator).not.toBe(base.secretToAuthenticateInitiator);
   });
 
+  test.each([
+    ['another target', { targetArn: numberedTargetArn(7) }],
+    ['another initiator secret (a new declaration)', { secretArn: `${initiatorSecretArn(HOST_A)}x` }],
+    ['a rotation', { rotation: TOKEN }],
+    ['another rotation', { rotation: TOKEN.replace('1', '2') }],
+  ])('%s: another initiator secret, the same target secret (one mutual secret per Windows machine across the stack)', (_, change) => {
+    const base = stackCredentials(seed(HOST_A), ChapMode.MUTUAL);
+    const other = stackCredentials({ ...seed(HOST_A), ...change }, ChapMode.MUTUAL);
+    expect(other.secretToAuthenticateInitiator).not.toBe(base.secretToAuthenticateInitiator);
+    expect(other.secretToAuthenticateTarget).toBe(base.secretToAuthenticateTarget);
+  });
+
+  test('the target secret differs between initiators and between stacks (keys)', () => {
+    const base = stackCredentials(seed(HOST_A), ChapMode.MUTUAL).secretToAuthenticateTarget;
+    expect(stackCredentials(seed(HOST_B), ChapMode.MUTUAL).secretToAuthenticateTarget).not.toBe(base);
+    expect(stackCredentials(seed(HOST_A, 'another key'.padEnd(64, '!')), ChapMode.MUTUAL).secretToAuthenticateTarget).not.toBe(base);
+  });
+
+  test('a rotation is deterministic in its token: a redelivered step derives the same values', () => {
+    expect(rotated(HOST_A, ChapMode.MUTUAL)).toEqual(rotated(HOST_A, ChapMode.MUTUAL));
+    expect(rotated(HOST_A, ChapMode.ONE_WAY).secretToAuthenticateInitiator).toBe(rotated(HOST_A, ChapMode.MUTUAL).secretToAuthenticateInitiator);
+  });
+
   test('characters are spread over the whole alphabet', () => {
-    const seen = new Set<string>();
-    for (let i = 0; i < 200; i++) for (const c of stackCredentials({ ...seed(HOST_A), secretArn: `arn:${i}` }, ChapMode.MUTUAL).secretToAuthenticateTarget!) seen.add(c);
-    expect(seen.size).toBe(62);
+    const targets = new Set<string>();
+    const nonces = new Set<string>();
+    const seals = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const p = stackCredentials({ ...seed(`${HOST_B}${i}`), secretArn: `arn:${i}` }, ChapMode.MUTUAL);
+      for (const c of p.secretToAuthenticateTarget!) targets.add(c);
+      for (const c of p.secretToAuthenticateInitiator.slice(0, -SEAL_LENGTH)) nonces.add(c);
+      for (const c of p.secretToAuthenticateInitiator.slice(-SEAL_LENGTH)) seals.add(c);
+    }
+    expect([targets.size, nonces.size, seals.size]).toEqual([62, 62, 62]);
   });
 
   test('the stack recognises its own credentials in either mode, and nobody else\'s', () => {
@@ -61,6 +95,32 @@ describe('derived credentials', () => {
     expect(setByStack(foreign(HOST_A, ChapMode.MUTUAL), seed(HOST_A))).toBe(false);
     expect(setByStack({ ...ours(HOST_A, ChapMode.MUTUAL), secretToAuthenticateTarget: secretValue() }, seed(HOST_A))).toBe(false);
     expect(setByStack(ours(HOST_A, ChapMode.MUTUAL), seed(HOST_A, 'x'.repeat(64)))).toBe(false);
+  });
+
+  test.each([
+    ['before any rotation, mutual', () => ours(HOST_A, ChapMode.MUTUAL), true],
+    ['after a rotation, mutual', () => rotated(HOST_A, ChapMode.MUTUAL), true],
+    ['after a rotation, one-way', () => rotated(HOST_A, ChapMode.ONE_WAY), true],
+    ['after many rotations', () => rotated(HOST_A, ChapMode.MUTUAL, 'f'.repeat(36)), true],
+    ['a rotated pair of another initiator secret (an earlier declaration)',
+      () => stackCredentials({ ...seed(HOST_A, KEY, TOKEN), secretArn: `${initiatorSecretArn(HOST_A)}x` }, ChapMode.MUTUAL), false],
+    ['a rotated pair of the same initiator on another target', () => stackCredentials({ ...seed(HOST_A, KEY, TOKEN), targetArn: numberedTargetArn(3) }, ChapMode.MUTUAL), false],
+    ['a rotated initiator secret with its seal changed', () => {
+      const p = rotated(HOST_A, ChapMode.MUTUAL);
+      const s = p.secretToAuthenticateInitiator;
+      return { ...p, secretToAuthenticateInitiator: s.slice(0, -1) + (s.endsWith('A') ? 'B' : 'A') };
+    }, false],
+    ['a rotated initiator secret with a foreign target secret', () => ({ ...rotated(HOST_A, ChapMode.MUTUAL), secretToAuthenticateTarget: secretValue() }), false],
+    ['foreign credentials of 16 characters', () => ({ ...foreign(HOST_A, ChapMode.ONE_WAY), secretToAuthenticateInitiator: 'A'.repeat(16) }), false],
+  ])('recognised as the stack\'s without knowing the rotation: %s', (_, pair, expected) => {
+    expect(setByStack(pair(), seed(HOST_A))).toBe(expected);
+  });
+
+  test('the seal is the last characters: nonce and seal both letters and digits', () => {
+    const s = rotated(HOST_A, ChapMode.MUTUAL).secretToAuthenticateInitiator;
+    expect(s).toHaveLength(GENERATED_SECRET_LENGTH);
+    expect(SEAL_LENGTH).toBeLessThan(GENERATED_SECRET_LENGTH);
+    expect(s).toMatch(/^[A-Za-z0-9]{16}$/);
   });
 });
 
@@ -85,6 +145,12 @@ describe('plan', () => {
     ['... unless adopted ones are to be removed', { leaving: [initiator(HOST_B)], removeAdopted: true, onGateway: [foreign(HOST_B, ChapMode.MUTUAL)] },
       { set: [], keep: [], remove: [HOST_B] }],
     ['a leaving initiator without credentials needs nothing', { leaving: [initiator(HOST_B)] }, { set: [], keep: [], remove: [] }],
+    ['a leaving initiator loses the stack\'s rotated credentials', { leaving: [initiator(HOST_B)], onGateway: [rotated(HOST_B, ChapMode.MUTUAL)] },
+      { set: [], keep: [], remove: [HOST_B] }],
+    ['one with the stack\'s rotated credentials is kept (an unchanged deploy after a rotation never reverts)',
+      { declared: [initiator(HOST_A)], onGateway: [rotated(HOST_A, ChapMode.MUTUAL)] }, { set: [], keep: [HOST_A], remove: [] }],
+    ['one with the stack\'s rotated credentials of the other mode gets the requested mode',
+      { declared: [initiator(HOST_A)], onGateway: [rotated(HOST_A, ChapMode.ONE_WAY)] }, { set: [HOST_A], keep: [], remove: [] }],
     ['an initiator both leaving and declared stays', { declared: [initiator(HOST_B)], leaving: [initiator(HOST_B)], onGateway: [ours(HOST_B, ChapMode.MUTUAL)] },
       { set: [], keep: [HOST_B], remove: [] }],
   ])('%s', (_, input, expected) => {

@@ -15,7 +15,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as storagegateway from 'aws-cdk-lib/aws-storagegateway';
 import * as nag3 from 'cdk-nag';
 import * as nag2 from 'cdk-nag-v2';
-import { ChapCredentials, ChapCredentialsProvider, ChapMode } from '../lib';
+import { ChapCredentials, ChapCredentialsProvider, ChapMode, ChapRotation } from '../lib';
 import { CDK_NAG_METADATA_KEY } from '../lib/compat';
 import { demoStack } from '../bin/demo-stack';
 import { HOST_A, HOST_B, numberedTargetArn } from './fixtures';
@@ -98,6 +98,25 @@ const CASES: Array<[string, (app: App) => void, Record<string, unknown>, string[
     new ChapCredentials(stack, 'A', { volume, initiators: [HOST_A], manageCredentials: true, encryptionKey: key, refresh: Duration.hours(1) });
     new ChapCredentials(stack, 'B', { targetArn: numberedTargetArn(2), initiators: [HOST_B], manageCredentials: true, chapMode: ChapMode.ONE_WAY });
   }, {}, []],
+  ['the initiator names exported and written to an SSM parameter', (app) => {
+    const stack = new Stack(app, 'Published');
+    new ChapCredentials(stack, 'A', {
+      targetArn: numberedTargetArn(1), initiatorNamesExportName: 'ANames', initiatorNamesParameterName: '/iscsi/a/initiator-names',
+    });
+  }, {}, []],
+  ['rotating managed credentials, with a customer key on one construct and without on the other', (app) => {
+    const stack = new Stack(app, 'Rotating');
+    const key = new kms.Key(stack, 'Key', { enableKeyRotation: true });
+    new ChapCredentials(stack, 'A', {
+      targetArn: numberedTargetArn(1), initiators: [HOST_A, HOST_B], manageCredentials: true, encryptionKey: key,
+      rotation: ChapRotation.every(Duration.days(30)),
+    });
+    new ChapCredentials(stack, 'B', {
+      targetArn: numberedTargetArn(2), initiators: [HOST_A], manageCredentials: true, rotation: ChapRotation.expression('rate(12 hours)'),
+    });
+  }, {}, []],
+  ['the demo app rotating its managed initiators (-c manage=true -c initiators=... -c rotation=30)', (app) => demoStack(app),
+    { ...DOC_ARN_CONTEXT, manage: 'true', initiators: `${HOST_A},${HOST_B}`, rotation: '30' }, []],
   ['two stacks, Aspects invoked in a single pass (@aws-cdk/core:aspectStabilization off)', (app) => {
     new ChapCredentials(new Stack(app, 'One'), 'A', { targetArn: numberedTargetArn(1), initiators: [HOST_A], refresh: Duration.hours(1) });
     const two = new Stack(app, 'Two');
@@ -155,6 +174,27 @@ test('each acknowledgment is on its L1 resource for cdk-nag 2 with the reason gi
     'Forms/ChapCredentialsProvider/Role/Resource NIST.800.53.R5-IAMNoInlinePolicy',
   ]);
   expect(forms.filter((f) => !f.same)).toEqual([]);
+});
+
+test('rotated initiator secrets pass the rotation rules unacknowledged; the target secret and the credential key say why they do not rotate', () => {
+  const app = new App();
+  const stack = new Stack(app, 'Rotated');
+  new ChapCredentials(stack, 'A', {
+    targetArn: numberedTargetArn(1), initiators: [HOST_A], manageCredentials: true, rotation: ChapRotation.every(Duration.days(7)),
+  });
+  app.synth();
+  const rotationRules = stack.node.findAll().filter((c): c is CfnResource => CfnResource.isCfnResource(c)).flatMap((resource) => {
+    const rules = (resource.getMetadata(CDK_NAG_METADATA_KEY)?.rules_to_suppress ?? []) as Array<{ id: string; reason: string }>;
+    return rules.filter((r) => /SMG4|RotationEnabled/.test(r.id)).map((r) => `${resource.node.path} ${r.id}: ${r.reason}`);
+  });
+  expect(rotationRules.map((r) => r.replace(/: .*/, '')).sort()).toEqual([
+    'Rotated/A/TargetSecret/Resource AwsSolutions-SMG4',
+    'Rotated/A/TargetSecret/Resource NIST.800.53.R5-SecretsManagerRotationEnabled',
+    'Rotated/ChapCredentialsProvider/CredentialKey/Resource AwsSolutions-SMG4',
+    'Rotated/ChapCredentialsProvider/CredentialKey/Resource NIST.800.53.R5-SecretsManagerRotationEnabled',
+  ]);
+  expect(rotationRules.find((r) => r.startsWith('Rotated/A/TargetSecret/'))).toContain('the same rotation rewrites this copy in its finishSecret step');
+  expect(rotationRules.find((r) => r.startsWith('Rotated/ChapCredentialsProvider/'))).toContain('rotate through Secrets Manager with the rotation prop');
 });
 
 test('cdk-nag 2 suppressions the app put on our resource are kept, ours merged beside them (also when decided at synth)', () => {

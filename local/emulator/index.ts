@@ -10,22 +10,29 @@ import { randomUUID } from 'node:crypto';
 import { AwsError } from './errors';
 import { CloudFormation } from './cloudformation';
 import { SecretsManager } from './secrets-manager';
+import { Ssm } from './ssm';
 import { StorageGateway } from './storage-gateway';
 
 export { AwsError } from './errors';
-export { SecretsManager } from './secrets-manager';
+export { ROTATION_STEPS, SecretsManager } from './secrets-manager';
+export type {
+  RotationAuthorizer, RotationEvent, RotationInvocation, RotationInvoker, RotationLogEvent, RotationOptions, RotationRecord, RotationRules,
+  RotationStatus, RotationStep,
+} from './secrets-manager';
 export { CloudFormation } from './cloudformation';
+export { Ssm, SSM_VALUE_MAX_LENGTH } from './ssm';
 export { StorageGateway, TARGET_IQN_PREFIX, volumeTargetArn } from './storage-gateway';
 export type { ChapCredential, Volume, VolumeSpec } from './storage-gateway';
 
 const SERVICES = {
   StorageGateway_20130630: 'storagegateway',
   secretsmanager: 'secretsmanager',
+  AmazonSSM: 'ssm',
 } as const;
 type Service = (typeof SERVICES)[keyof typeof SERVICES] | 'cloudformation';
 /** Each service's name for its own 500 error. */
 const INTERNAL_ERROR: Record<Service, string> = {
-  storagegateway: 'InternalServerError', secretsmanager: 'InternalServiceError', cloudformation: 'InternalFailure',
+  storagegateway: 'InternalServerError', secretsmanager: 'InternalServiceError', cloudformation: 'InternalFailure', ssm: 'InternalServerError',
 };
 
 /** Faults for one operation (or '*' for every operation). Counts are consumed call by call. */
@@ -70,6 +77,8 @@ export class Emulator {
   /** Stack statuses, kept by the local CloudFormation driver; read with DescribeStacks (AWS query protocol). */
   readonly cloudFormation = new CloudFormation();
   readonly secretsManager: SecretsManager;
+  /** Parameter Store: the driver's AWS::SSM::Parameter resources and the SSM values a template reads. */
+  readonly ssm: Ssm;
   /** Every call answered (or reset), in order. */
   readonly calls: Call[] = [];
   private readonly faults = new Map<string, Fault>();
@@ -82,6 +91,7 @@ export class Emulator {
     this.region = options.region ?? 'us-east-1';
     this.account = options.account ?? '111122223333';
     this.secretsManager = new SecretsManager(this.region, this.account);
+    this.ssm = new Ssm(this.region, this.account);
   }
 
   /** The endpoint for AWS_ENDPOINT_URL. */
@@ -176,7 +186,7 @@ export class Emulator {
     if (!String(req.headers.authorization ?? '').startsWith('AWS4-HMAC-SHA256 Credential=')) {
       return fail(new AwsError('MissingAuthenticationTokenException', 'Missing Authentication Token', 403));
     }
-    const apis = { storagegateway: this.storageGateway, secretsmanager: this.secretsManager, cloudformation: this.cloudFormation };
+    const apis = { storagegateway: this.storageGateway, secretsmanager: this.secretsManager, cloudformation: this.cloudFormation, ssm: this.ssm };
     const api = apis[service] as unknown as
       Record<string, ((input: Record<string, unknown>) => unknown) | undefined>;
     if (!/^[A-Z]/.test(operation) || typeof api[operation] !== 'function') {
