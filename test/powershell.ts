@@ -4,16 +4,22 @@
  * which programs outside PowerShell (native executables) would receive one on their command line.
  */
 import * as path from 'node:path';
-import Parser from 'tree-sitter';
+import type Parser from 'tree-sitter';
 
-// The grammar's own entry point is an ES module; its prebuilt binding loads the same way it does.
+// Loaded once per process, through Node's own module loader (its cache is the process's): Jest gives each test file a
+// fresh module registry, and tree-sitter loaded again in a worker that already ran a file using it parses into trees
+// with no root node.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const grammar = require('node-gyp-build')(path.dirname(require.resolve('tree-sitter-powershell/package.json'))) as Parser.Language;
+const nodeModule = require('node:module') as { _load(request: string, parent: null, isMain: boolean): unknown };
+const TreeSitter = nodeModule._load(require.resolve('tree-sitter'), null, false) as typeof Parser;
+// The grammar's own entry point is an ES module; its prebuilt binding loads the same way it does.
+const nodeGypBuild = nodeModule._load(require.resolve('node-gyp-build'), null, false) as (directory: string) => Parser.Language;
+const grammar = nodeGypBuild(path.dirname(require.resolve('tree-sitter-powershell/package.json')));
 
 export type SyntaxNode = Parser.SyntaxNode;
 
 export function parsePowerShell(source: string): SyntaxNode {
-  const parser = new Parser();
+  const parser = new TreeSitter();
   parser.setLanguage(grammar);
   return parser.parse(source).rootNode;
 }

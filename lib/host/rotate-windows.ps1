@@ -6,13 +6,15 @@
 # Microsoft initiator then retries with the secret it logged in with, which the gateway refuses. Each run:
 #   1. the target's session is connected: nothing else (no AWS call, no write);
 #   2. disconnected, and the initiator's own logins were refused (iScsiPrt event 10, login failed with an initiator
-#      error, since the session was last seen connected), or it has been disconnected for $StaleSeconds: reads the
-#      host's own secret, AWSPENDING first, then AWSCURRENT (Get-SECSecretValue -VersionStage);
+#      error, since the session was last seen connected), or there is no session at all and it has been down for
+#      $StaleSeconds (a persistent login that failed at boot): reads the host's own secret, AWSPENDING first, then
+#      AWSCURRENT (Get-SECSecretValue -VersionStage);
 #   3. when a version differs from the one the session logged in with: removes the stale persistent login, disconnects,
-#      and connects again with a persistent login and that version's initiator secret (mutual CHAP when the pair has a
-#      target secret, which a rotation does not change). The machine's one mutual secret is kept as connect-windows.ps1
-#      keeps it: never overwritten with another value; a conflict stops with one line naming both targets.
-# A secret whose version is the session's own is left to the initiator's retries (the gateway may just be away).
+#      and connects again with a persistent login, trying the new versions first (AWSPENDING, AWSCURRENT), then the
+#      session's own (mutual CHAP when the pair has a target secret, which a rotation does not change). The machine's
+#      one mutual secret is kept as connect-windows.ps1 keeps it: never overwritten with another value; a conflict
+#      stops with one line naming both targets.
+# Otherwise the session is left to the initiator's own retries (the gateway may just be away): IO is held meanwhile.
 # One line per run that acts, in a log only SYSTEM and Administrators can read: what it did or waits for, never a value.
 # Every step runs in-process (cmdlets and .NET): no secret is ever on a command line.
 
@@ -167,15 +169,15 @@ function Invoke-RotationCheck {
   $now = (Get-Date).ToUniversalTime()
   New-StateDirectory
   if (-not $record.disconnectedSince) {
-    $record.disconnectedSince = $now.ToString('o')
+    $record.disconnectedSince = ([DateTimeOffset]$now).ToUnixTimeSeconds()
     Save-SessionRecord $record
   }
-  $down = [datetime]::Parse($record.disconnectedSince, $null, [System.Globalization.DateTimeStyles]::RoundtripKind)
+  $down = [DateTimeOffset]::FromUnixTimeSeconds([long]$record.disconnectedSince).UtcDateTime
   $boot = (Get-CimInstance -ClassName Win32_OperatingSystem).LastBootUpTime.ToUniversalTime()
   $since = $down.AddSeconds(-120)
   if ($boot -gt $since) { $since = $boot }
   $seconds = [int]($now - $down).TotalSeconds
-  if (-not (Test-LoginRefused $since.ToLocalTime()) -and $seconds -lt $StaleSeconds) {
+  if (-not (Test-LoginRefused $since.ToLocalTime()) -and ($sessions.Count -gt 0 -or $seconds -lt $StaleSeconds)) {
     Write-ChapLog "waiting for the initiator to reconnect to $TargetIqn on its own (down $seconds s, no login refused yet; no AWS call)"
     return
   }
@@ -194,8 +196,10 @@ function Invoke-RotationCheck {
   if (-not (Get-IscsiTargetPortal -TargetPortalAddress $ChapPortalAddress -ErrorAction SilentlyContinue)) {
     New-IscsiTargetPortal -TargetPortalAddress $ChapPortalAddress -TargetPortalPortNumber $ChapPortalPort | Out-Null
   }
+  # The new versions first; the session's own last, should the gateway still hold it.
   $refusals = @()
-  foreach ($candidate in $fresh) {
+  $ordered = @($fresh) + @($found.Candidates | Where-Object { $_.VersionId -eq $record.versionId })
+  foreach ($candidate in $ordered) {
     $type = 'ONEWAYCHAP'
     if ($candidate.Pair.secretToAuthenticateTarget) {
       Set-MutualSecret $candidate.Pair.secretToAuthenticateTarget
