@@ -44,7 +44,11 @@ export interface IscsiHostWiring {
    * when it is missing; reads the secret with the AWS CLI, or with python3 when the image has no CLI.
    */
   readonly linuxCommands: string[];
-  /** PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Amazon's Windows AMIs). */
+  /**
+   * PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Amazon's Windows
+   * AMIs). For a construct with `rotation`, they also register a scheduled task (the package's
+   * `lib/host/rotate-windows.ps1`, as SYSTEM, every minute and at startup) that reconnects the host after a rotation.
+   */
   readonly windowsCommands: string[];
   /** The secret the host reads: its own pair only. */
   readonly secret: secretsmanager.ISecret;
