@@ -11,7 +11,7 @@ import { Duration } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials, ChapCredentialsProps, ChapRotation } from '../lib';
 import { renderHostScript, WINDOWS_ROTATION_TASK } from '../lib/host-wiring';
-import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
+import { DOC_TARGET_ARN, HOST_A, HOST_B, numberedTargetArn } from './fixtures';
 import { DEPLOYED, deployedTexts, newStack } from './host-harness';
 import { SyntaxNode, powerShellParser, syntaxProblems, taint } from './powershell';
 
@@ -106,7 +106,8 @@ describe('which constructs get the task', () => {
   test('two rotating targets on one host: two tasks; one rotating wiring fits EC2\'s 16 KB of user data', () => {
     const stack = newStack();
     const role = new iam.Role(stack, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
-    const lists = ['A', 'B'].map((id) => new ChapCredentials(stack, id, { targetArn: DOC_TARGET_ARN, initiators: [HOST_B], ...rotating })
+    // Two targets (one construct each: two managers of one initiator on one target are refused at synth).
+    const lists = [1, 2].map((n) => new ChapCredentials(stack, `T${n}`, { targetArn: numberedTargetArn(n), initiators: [HOST_B], ...rotating })
       .wireHost({ initiatorName: HOST_B, portalAddress: '10.0.0.10', grantee: role }).windowsCommands);
     const texts = deployedTexts(stack, lists);
     expect(new Set(texts.map((t) => /^\$TaskName = '(.+)'$/m.exec(t)![1])).size).toBe(2);
