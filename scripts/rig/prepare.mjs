@@ -285,6 +285,8 @@ class Tree {
 }
 
 const LIBRARY_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu', 'lib', 'usr/lib', 'lib64'];
+/** Libraries loaded with dlopen, which no NEEDED entry names: glibc's pthread_cancel needs libgcc_s (tgtd deleting a target, multipathd). */
+const DLOPENED = ['libgcc_s.so.1'];
 
 /** Real file behind `p` inside the unpacked tree `root` (links resolved within it). */
 function realInside(root, p) {
@@ -322,8 +324,10 @@ function addLibraries(tree, sys) {
   const missing = new Set();
   const seen = new Set();
   const queue = [...tree.entries.entries()].filter(([, e]) => e.kind === 'file').map(([, e]) => e.data);
-  while (queue.length) {
-    for (const soname of elfNeeded(queue.shift())) {
+  const first = [...DLOPENED];
+  while (queue.length || first.length) {
+    const names = first.length ? first.splice(0) : elfNeeded(queue.shift());
+    for (const soname of names) {
       if (seen.has(soname)) continue;
       seen.add(soname);
       const dir = LIBRARY_DIRS.find((d) => realInside(sys, `${d}/${soname}`));

@@ -141,9 +141,11 @@ function boot(kernel: string, initramfs: string, inDisk: string, outDisk: string
     const chunks: string[] = [];
     let bootSeconds = 0;
     qemu.stdout.setEncoding('latin1');
+    let recent = '';
     qemu.stdout.on('data', (text: string) => {
       chunks.push(text);
-      if (!bootSeconds && text.includes('@@rig-job-begin@@')) bootSeconds = (Date.now() - started) / 1000;
+      recent = (recent + text).slice(-64);
+      if (!bootSeconds && recent.includes('@@rig-job-begin@@')) bootSeconds = (Date.now() - started) / 1000;
     });
     let stderr = '';
     qemu.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
