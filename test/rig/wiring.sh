@@ -14,39 +14,34 @@ wiring_serve() {
   (umask 077 && awk -v now="$now" '{ $4 = now + $4; print }' "/rig/wiring/$1" >/etc/rig-aws/secrets)
 }
 
-# wiring_bounded SECONDS COMMAND...: runs COMMAND in a session of its own; after SECONDS stops that session, says so,
-# and returns 124.
-wiring_bounded() {
-  local seconds=$1 pid deadline
-  shift
-  setsid "$@" &
+# wiring_run SCRIPT CHECK SECONDS [strace]: runs user data script SCRIPT under bash, in a session of its own, and
+# reports its exit code as CHECK.exit; after SECONDS stops that session, says so, and reports 124. With strace, every
+# execve of the script and its children goes to /rig/log/CHECK.strace; strace lets go of the daemons the script
+# started (iscsid) once the script ended.
+wiring_run() {
+  local script=$1 check=$2 seconds=$3 rc="/rig/log/$2.rc" pid deadline
+  local -a tracer=()
+  [ "${4:-}" = strace ] && tracer=(strace -f -e trace=execve -s 65535 -o "/rig/log/$check.strace")
+  echo "rig: running user data $script ($check)"
+  rm -f "$rc"
+  setsid "${tracer[@]}" bash -c 'bash "$1"; echo "$?" >"$2"' wiring "$USERDATA/$script" "$rc" &
   pid=$!
   deadline=$(($(date +%s) + seconds))
-  while kill -0 "$pid" 2>/dev/null; do
+  until [ -s "$rc" ]; do
     if (($(date +%s) >= deadline)); then
-      echo "rig: still running after ${seconds}s, stopped: $*"
+      echo "rig: user data $script still running after ${seconds}s, stopped"
       kill -TERM -- "-$pid" 2>/dev/null
       sleep 1
       kill -KILL -- "-$pid" 2>/dev/null
       wait "$pid" 2>/dev/null
-      return 124
+      rig_check "$check.exit" 124
+      return
     fi
     sleep 0.2
   done
-  wait "$pid"
-}
-
-# wiring_run SCRIPT CHECK SECONDS [strace]: runs user data script SCRIPT under bash, bounded, and reports its exit
-# code as CHECK.exit; with strace, every execve of it and its children goes to /rig/log/CHECK.strace.
-wiring_run() {
-  local script=$1 check=$2 seconds=$3
-  echo "rig: running user data $script ($check)"
-  if [ "${4:-}" = strace ]; then
-    wiring_bounded "$seconds" strace -f -e trace=execve -s 65535 -o "/rig/log/$check.strace" bash "$USERDATA/$script"
-  else
-    wiring_bounded "$seconds" bash "$USERDATA/$script"
-  fi
-  rig_check "$check.exit" "$?"
+  kill -TERM "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  rig_check "$check.exit" "$(cat "$rc")"
 }
 
 # wiring_state IQN: the state of the live session to IQN, or none.
