@@ -24,6 +24,7 @@ wiring_run() {
   [ "${4:-}" = strace ] && tracer=(strace -f -e trace=execve -s 65535 -o "/rig/log/$check.strace")
   echo "rig: running user data $script ($check)"
   rm -f "$rc"
+  # shellcheck disable=SC2016 # $1 and $2 are the inner bash's arguments
   setsid "${tracer[@]}" bash -c 'bash "$1"; echo "$?" >"$2"' wiring "$USERDATA/$script" "$rc" &
   pid=$!
   deadline=$(($(date +%s) + seconds))
@@ -39,7 +40,10 @@ wiring_run() {
     fi
     sleep 0.2
   done
+  # strace waits for every traced process, daemons included: it is told to let go, then made to (the kernel then
+  # detaches the tracees, which run on).
   kill -TERM "$pid" 2>/dev/null
+  rig_wait 5 'strace to let go' sh -c "! kill -0 $pid" || kill -KILL "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   rig_check "$check.exit" "$(cat "$rc")"
 }
