@@ -513,6 +513,11 @@ function check(result: { status: string; reason?: string }, expected: string): v
 }
 
 async function main(): Promise<void> {
+  if (process.argv.includes('--rig-only')) { // `node bench/run.js --rig-only`: the iSCSI rig's section alone, printed
+    await iscsiRig();
+    fs.rmSync(TMP, { recursive: true, force: true });
+    return;
+  }
   const cpu = os.cpus();
   out('# Benchmarks');
   out();
