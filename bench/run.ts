@@ -12,6 +12,7 @@ import { LocalCloudFormation } from '../local/cloudformation';
 import { Call, Emulator, startEmulator } from '../local/emulator';
 import { BenchOptions, Kind, STACK, benchStack, initiatorName, targetArn } from './apps';
 import { rotationSection } from './rotation';
+import { runGuest } from '../test/rig/guest';
 
 // Node reads the file NODE_EXTRA_CA_CERTS names at every start (about 30 ms here, in each child): nothing here needs it
 // (no network), so no child process of the bench gets it.
@@ -19,7 +20,7 @@ delete process.env.NODE_EXTRA_CA_CERTS;
 
 const ROOT = path.join(__dirname, '..');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'chap-bench-'));
-const SECTIONS = ['synth', 'cold', 'deploy', 'managed', 'throughput', 'rotation'] as const;
+const SECTIONS = ['synth', 'cold', 'deploy', 'managed', 'throughput', 'rotation', 'rig'] as const;
 /**
  * `BENCH_SECTIONS=synth,cold` runs only those sections; `BENCH_QUICK=1` runs fewer rounds and sizes. Either prints the
  * results without writing BENCHMARKS.md, which only a full run writes.
@@ -517,6 +518,60 @@ async function throughput(): Promise<void> {
   await emulator.stop();
 }
 
+/**
+ * The iSCSI rig (scripts/rig/prepare.mjs, test/rig/guest.ts): fetching the pinned Debian packages and building the
+ * guest image into an empty cache, building it again from the cached packages, the freshness check a cached run
+ * makes, and one boot of the guest to a mutual-CHAP login under TCG.
+ */
+async function iscsiRig(): Promise<void> {
+  const cache = path.join(TMP, 'iscsi-rig');
+  type Prepared = { downloaded: number; fetchMs: number; buildMs: number; wallMs: number; sha256: { initramfs: string } };
+  const prepare = (...args: string[]): Prepared => {
+    const started = Date.now();
+    const result = JSON.parse(execFileSync(process.execPath, [path.join(ROOT, 'scripts/rig/prepare.mjs'), '--cache', cache, '--json', ...args],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+    return { ...result, wallMs: Date.now() - started };
+  };
+  const cold = prepare();
+  const rebuilt = prepare('--rebuild');
+  const freshCheck = prepare();
+  const initramfs = fs.statSync(path.join(cache, 'initramfs.img')).size;
+  const login = await runGuest({
+    script: [
+      'rig_tgtd && rig_target 1 iqn.1997-05.com.amazon:bench && rig_incoming 1 iqn.1994-05.com.redhat:bench BenchSecret0001 &&',
+      '  rig_outgoing 1 iqn.1997-05.com.amazon:bench BenchSecret0002 || exit 1',
+      'echo InitiatorName=iqn.1994-05.com.redhat:bench >/etc/iscsi/initiatorname.iscsi && rig_iscsid_start || exit 1',
+      'iscsiadm -m discovery -t sendtargets -p "$RIG_PORTAL" >/dev/null || exit 1',
+      'n() { iscsiadm -m node -T iqn.1997-05.com.amazon:bench -p "$RIG_PORTAL" --op update -n "$1" -v "$2"; }',
+      'n node.session.auth.authmethod CHAP; n node.session.auth.username iqn.1994-05.com.redhat:bench',
+      'n node.session.auth.password BenchSecret0001; n node.session.auth.username_in iqn.1997-05.com.amazon:bench',
+      'n node.session.auth.password_in BenchSecret0002',
+      'start=$(cut -d" " -f1 /proc/uptime)',
+      'iscsiadm -m node -T iqn.1997-05.com.amazon:bench -p "$RIG_PORTAL" --login >/dev/null || exit 1',
+      'rig_check login "$start $(cut -d" " -f1 /proc/uptime)"',
+      'rig_lun_reads iqn.1997-05.com.amazon:bench || exit 1',
+    ].join('\n'),
+  });
+  if (login.exitCode !== 0) throw new Error(`the rig's login job failed:\n${login.console}`);
+  const [before, after] = login.checks.login.split(' ').map(Number);
+  out('## iSCSI rig');
+  out();
+  out('The real-iSCSI test rig: Debian 12\'s kernel, open-iscsi and tgt in qemu under TCG (no network device), built from '
+    + `${cold.downloaded} pinned Debian packages into a ${(initramfs / 2 ** 20).toFixed(1)} MB gzipped initramfs (sha256 `
+    + `${cold.sha256.initramfs.slice(0, 16)}..., the same bytes on every build: ${rebuilt.sha256.initramfs === cold.sha256.initramfs ? 'yes' : '**no**'}).`);
+  out();
+  out('| step | time |');
+  out('| --- | --- |');
+  out(`| cold: download the packages (apt-get download) | ${ms(cold.fetchMs)} |`);
+  out(`| cold: unpack and build the image | ${ms(cold.buildMs)} |`);
+  out(`| build again from the cached packages (--rebuild) | ${ms(rebuilt.buildMs)} |`);
+  out(`| a cached run: check that the image is fresh, build nothing | ${ms(freshCheck.wallMs)} |`);
+  out(`| boot: qemu start to the job's start | ${ms(login.bootSeconds * 1000)} |`);
+  out(`| \`iscsiadm --login\` with mutual CHAP, in the guest | ${ms((after - before) * 1000)} |`);
+  out(`| one boot with a mutual-CHAP login and a LUN read, qemu start to power-off | ${ms(login.seconds * 1000)} |`);
+  out();
+}
+
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const start = process.hrtime.bigint();
   await fn();
@@ -542,6 +597,7 @@ async function main(): Promise<void> {
   if (runs('managed')) await managedCredentials();
   if (runs('throughput')) await throughput();
   if (runs('rotation')) await rotationSection({ out, goals, tmp: TMP, quick: QUICK });
+  if (runs('rig')) await iscsiRig();
   out('## Goals');
   out();
   out('| goal | measured | met |');

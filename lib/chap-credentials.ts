@@ -451,7 +451,8 @@ export class ChapCredentials extends Construct {
    * initiator's secret.
    */
   public wireHost(props: IscsiHostProps): IscsiHostWiring {
-    return wireIscsiHost(this.initiatorSecret(props.initiatorName), this.targetArn, props, this.portalAddress);
+    return wireIscsiHost(this.initiatorSecret(props.initiatorName), this.targetArn, props, this.portalAddress,
+      this.rotationSchedules.length > 0);
   }
 
   /** Lets `grantee` read only `initiatorName`'s pair, for the host that is that initiator. */

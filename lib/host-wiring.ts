@@ -44,7 +44,11 @@ export interface IscsiHostWiring {
    * when it is missing; reads the secret with the AWS CLI, or with python3 when the image has no CLI.
    */
   readonly linuxCommands: string[];
-  /** PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Amazon's Windows AMIs). */
+  /**
+   * PowerShell for a Windows host, for `ec2.UserData.forWindows()`; needs AWS Tools for PowerShell (on Amazon's Windows
+   * AMIs). For a construct with `rotation`, they also register a scheduled task (the package's
+   * `lib/host/rotate-windows.ps1`, as SYSTEM, every minute and at startup) that reconnects the host after a rotation.
+   */
   readonly windowsCommands: string[];
   /** The secret the host reads: its own pair only. */
   readonly secret: secretsmanager.ISecret;
@@ -98,7 +102,7 @@ export function renderHostScript(file: string, values: Record<string, string>): 
 
 /** Builds the wiring; `secret` is the initiator's own secret, `targetArn` the construct's target. */
 export function wireIscsiHost(
-  secret: secretsmanager.ISecret, targetArn: string, props: IscsiHostProps, volumePortal?: string,
+  secret: secretsmanager.ISecret, targetArn: string, props: IscsiHostProps, volumePortal?: string, rotating = false,
 ): IscsiHostWiring {
   const port = props.portalPort ?? 3260;
   const portalAddress = props.portalAddress ?? volumePortal;
@@ -127,7 +131,8 @@ export function wireIscsiHost(
   const linuxHead = linuxScript.slice(0, linuxScript.indexOf(`${VALUES_END}\n`) + VALUES_END.length);
   const linuxBody = fs.readFileSync(path.join(__dirname, 'host', 'connect-linux.body.gz.b64'), 'utf8').trimEnd().split('\n');
   // One file per initiator secret (its construct path, hashed), so a host wired to several targets keeps them apart.
-  const file = `${LINUX_SCRIPT_DIR}/connect-${createHash('sha256').update(secret.node.path).digest('hex').slice(0, 12)}.sh`;
+  const secretHash = createHash('sha256').update(secret.node.path).digest('hex').slice(0, 12);
+  const file = `${LINUX_SCRIPT_DIR}/connect-${secretHash}.sh`;
   const linuxCommands = [
     '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-linux.sh, rendered)',
     `mkdir -p ${LINUX_SCRIPT_DIR} && chmod 700 ${LINUX_SCRIPT_DIR}`,
@@ -148,15 +153,61 @@ export function wireIscsiHost(
     ChapPortalAddress: values.CHAP_PORTAL_ADDRESS,
     ChapPortalPort: values.CHAP_PORTAL_PORT,
   };
-  const windowsScript = renderHostScript('connect-windows.ps1',
-    Object.fromEntries(Object.entries(windowsValues).map(([k, v]) => [k, powerShellQuote(v)])));
-  // Without its comment lines (the package's file has them), so two Windows wirings fit in EC2's 16 KB of user data.
+  const quotedWindowsValues = Object.fromEntries(Object.entries(windowsValues).map(([k, v]) => [k, powerShellQuote(v)]));
+  // Without their comment lines (the package's files have them), so two Windows wirings fit in EC2's 16 KB of user data.
+  const uncommented = (script: string) => script.replace(/\n$/, '').split('\n').filter((line) => !/^\s*#/.test(line));
   const windowsCommands = [
     '# cdk-chap-credentials: connect to an iSCSI target with CHAP (the package\'s lib/host/connect-windows.ps1, rendered)',
     '& {',
-    ...windowsScript.replace(/\n$/, '').split('\n').filter((line) => !/^\s*#/.test(line)),
+    ...uncommented(renderHostScript('connect-windows.ps1', quotedWindowsValues)),
     '}',
+    ...(rotating ? windowsRotationTask(renderHostScript('rotate-windows.ps1', quotedWindowsValues), secretHash) : []),
   ];
 
   return { linuxCommands, windowsCommands, secret, grant };
+}
+
+/** The scheduled task's name prefix; the rest is the initiator secret's construct path, hashed (one task per wiring). */
+export const WINDOWS_ROTATION_TASK = 'cdk-chap-credentials-rotate-';
+
+/**
+ * Commands that write lib/host/rotate-windows.ps1, rendered, into the folder the connect script made (SYSTEM and
+ * Administrators only: the task runs it as SYSTEM) and register it as a scheduled task, as SYSTEM, at startup and
+ * every minute. The file's values go in as they are; its body, the same for every app, as the package ships it
+ * compressed (lib/host/rotate-windows.body.gz.b64), decompressed in-process. The task's only argument is the file's
+ * path; the script reads the secret itself when it needs it.
+ */
+function windowsRotationTask(rendered: string, secretHash: string): string[] {
+  const values = rendered.slice(rendered.indexOf(`${VALUES_START}\n`) + VALUES_START.length + 1, rendered.indexOf(`${VALUES_END}\n`))
+    .replace(/\n$/, '').split('\n');
+  // A verbatim here-string ends at a line starting with '@: no value line may (they are one-line literals).
+  const closing = values.find((line) => line.startsWith("'@"));
+  if (closing !== undefined) throw new Error(`lib/host/rotate-windows.ps1: a values line starts with '@ and would end the here-string: ${closing}`);
+  const body = fs.readFileSync(path.join(__dirname, 'host', 'rotate-windows.body.gz.b64'), 'utf8').trimEnd().split('\n');
+  return [
+    '# cdk-chap-credentials: reconnect after a CHAP rotation (the package\'s lib/host/rotate-windows.ps1, rendered), a task run as SYSTEM',
+    '& {',
+    "$RotateValues = @'",
+    VALUES_START,
+    ...values,
+    VALUES_END,
+    "'@",
+    "$RotateBody = @'",
+    ...body,
+    "'@",
+    "$Gzip = [System.IO.Compression.GZipStream]::new([System.IO.MemoryStream]::new([Convert]::FromBase64String($RotateBody -replace '\\s', '')),",
+    '  [System.IO.Compression.CompressionMode]::Decompress)',
+    '$Reader = [System.IO.StreamReader]::new($Gzip, [System.Text.Encoding]::UTF8)',
+    'try { $RotateScript = $RotateValues + "`n" + $Reader.ReadToEnd() } finally { $Reader.Dispose() }',
+    `$TaskName = '${WINDOWS_ROTATION_TASK}${secretHash}'`,
+    "$ScriptPath = Join-Path (Join-Path $env:ProgramData 'cdk-chap-credentials') \"$TaskName.ps1\"",
+    'Set-Content -Path $ScriptPath -Value $RotateScript -Encoding UTF8',
+    "$Action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument \"-NoProfile -NonInteractive -ExecutionPolicy Bypass -File `\"$ScriptPath`\"\"",
+    '$Triggers = @((New-ScheduledTaskTrigger -AtStartup), (New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Minutes 1)))',
+    "$Principal = New-ScheduledTaskPrincipal -UserId 'SYSTEM' -LogonType ServiceAccount -RunLevel Highest",
+    '$Settings = New-ScheduledTaskSettingsSet -MultipleInstances IgnoreNew -ExecutionTimeLimit (New-TimeSpan -Minutes 5) -StartWhenAvailable',
+    'Register-ScheduledTask -TaskName $TaskName -Action $Action -Trigger $Triggers -Principal $Principal -Settings $Settings -Force | Out-Null',
+    'Write-Host "cdk-chap-credentials: task $TaskName registered (every minute and at startup, as SYSTEM): it reconnects after a CHAP rotation"',
+    '}',
+  ];
 }

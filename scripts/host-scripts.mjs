@@ -16,3 +16,12 @@ gzip[9] = 255; // the gzip header's operating system: "unknown", whatever machin
 const text = gzip.toString('base64').match(/.{1,76}/g).join('\n') + '\n';
 writeFileSync(join(dir, 'connect-linux.body.gz.b64'), text);
 console.log(`lib/host/connect-linux.body.gz.b64: ${Buffer.byteLength(body)} bytes of script in ${text.length} bytes`);
+
+// The same for lib/host/rotate-windows.ps1, the Windows rotation task that rotating constructs' Windows commands write.
+const rotate = readFileSync(join(dir, 'rotate-windows.ps1'), 'utf8');
+const rotateBody = rotate.slice(rotate.indexOf(marker) + marker.length);
+const rotateGzip = gzipSync(rotateBody, { level: 9 });
+rotateGzip[9] = 255;
+const rotateText = rotateGzip.toString('base64').match(/.{1,76}/g).join('\n') + '\n';
+writeFileSync(join(dir, 'rotate-windows.body.gz.b64'), rotateText);
+console.log(`lib/host/rotate-windows.body.gz.b64: ${Buffer.byteLength(rotateBody)} bytes of script in ${rotateText.length} bytes`);

@@ -25,6 +25,7 @@ test('the package holds exactly the compiled library, its host scripts, .jsii, t
     'assets/handler/THIRD-PARTY-LICENSES.txt', 'assets/handler/bundled-packages.json',
     // The scripts wireHost renders into boot commands, read when an app synthesizes.
     'lib/host/connect-linux.sh', 'lib/host/connect-linux.body.gz.b64', 'lib/host/connect-windows.ps1',
+    'lib/host/rotate-windows.ps1', 'lib/host/rotate-windows.body.gz.b64',
   ].sort());
   // Said once more as rules, so a future entry of `files` cannot quietly widen the package.
   expect(files.filter((f) => /^(test|lambda|local|bin|bench|scripts|rosetta|dist|cdk\.out)\//.test(f))).toEqual([]);

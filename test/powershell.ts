@@ -57,13 +57,29 @@ export interface TaintReport {
   readonly natives: { name: string; arguments: string }[];
   /** The natives among them whose arguments may hold a secret. */
   readonly leaks: string[];
+  /** Calls of the `sinks` asked for (logs, task registration) whose arguments may hold a secret. */
+  readonly sinkLeaks: string[];
+}
+
+export interface TaintOptions {
+  /**
+   * Members that hold no secret even on a secret-bearing object (lower case), such as the `VersionId` of
+   * Get-SECSecretValue's response: `$secret.VersionId` carries nothing, `$secret.SecretString` does.
+   */
+  readonly metadata?: string[];
+  /** Commands (lower case) whose arguments must not hold a secret, beside native programs. */
+  readonly sinks?: string[];
 }
 
 /** Cmdlets that hand their arguments to another program's command line. */
 const STARTS_PROGRAMS = new Set(['start-process', 'invoke-expression', 'iex', 'saps', 'start']);
 const SOURCES = new Set(['get-secsecretvalue']);
 
-export function taint(root: SyntaxNode): TaintReport {
+export function taint(root: SyntaxNode, options: TaintOptions = {}): TaintReport {
+  const metadata = new Set(options.metadata ?? []);
+  /** `$x.VersionId` where VersionId is metadata: the variable is read for that member only. */
+  const readForMetadata = (v: SyntaxNode) => v.parent?.type === 'member_access' && v.parent.children[0].id === v.id
+    && metadata.has(v.parent.children.find((c) => c.type === 'member_name')?.text.toLowerCase() ?? '');
   const all = [...nodes(root)];
   const functions = new Map<string, { params: string[]; body: SyntaxNode }>();
   for (const f of all.filter((n) => n.type === 'function_statement')) {
@@ -79,7 +95,7 @@ export function taint(root: SyntaxNode): TaintReport {
   const taintingFunctions = new Set<string>();
   /** Whether evaluating `node` may yield a secret. */
   const carries = (node: SyntaxNode): boolean => [...nodes(node)].some((n) =>
-    (n.type === 'variable' && tainted.has(variableName(n)))
+    (n.type === 'variable' && tainted.has(variableName(n)) && !readForMetadata(n))
     || (n.type === 'command' && (SOURCES.has(commandName(n) ?? '') || taintingFunctions.has(commandName(n) ?? ''))));
 
   for (let changed = true; changed;) {
@@ -129,5 +145,9 @@ export function taint(root: SyntaxNode): TaintReport {
       const args = n.node.childForFieldName('command_elements');
       return args !== null && carries(args);
     }).map((n) => `${n.name} ${n.arguments}`),
+    sinkLeaks: commands.filter((c) => (options.sinks ?? []).includes(commandName(c) ?? '')).filter((c) => {
+      const args = c.childForFieldName('command_elements');
+      return args !== null && carries(args);
+    }).map((c) => c.text),
   };
 }

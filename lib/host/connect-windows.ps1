@@ -11,6 +11,8 @@
 # The Microsoft initiator keeps ONE mutual-CHAP secret per machine. This script records, in a file only SYSTEM and
 # Administrators can read, which targets the machine's secret serves and a salted hash of it (never the value); a
 # target that needs another one stops the script with one line naming both targets, and the secret is left as it is.
+# The same folder records which version of the secret the session logged in with (never a value): for constructs with
+# `rotation`, the boot commands then register lib/host/rotate-windows.ps1 as a scheduled task that reconnects after one.
 # Every step runs in-process (cmdlets and .NET): no secret is ever on a command line.
 
 # >>> values (rendered by wireHost)
@@ -30,12 +32,14 @@ if ($env:CHAP_RETRY_SECONDS) { $RetrySeconds = [int]$env:CHAP_RETRY_SECONDS }
 $TargetIqn = $ChapTargetArn.Substring($ChapTargetArn.IndexOf('/target/') + 8)
 $StateDirectory = Join-Path $env:ProgramData 'cdk-chap-credentials'
 $MutualRecord = Join-Path $StateDirectory 'mutual-chap.json'
+$SessionRecord = Join-Path $StateDirectory "session-$($TargetIqn -replace '[^A-Za-z0-9.-]', '_').json"
 
 function Write-ChapLog([string] $Message) {
   Write-Host "cdk-chap-credentials: $Message"
 }
 
 function Set-InitiatorSettings {
+  New-StateDirectory
   Set-Service -Name MSiSCSI -StartupType Automatic
   Start-Service -Name MSiSCSI
   $port = Get-InitiatorPort | Where-Object { "$($_.ConnectionType)" -eq 'iSCSI' } | Select-Object -First 1
@@ -57,7 +61,8 @@ function Set-InitiatorSettings {
 # The pair, or the reason it cannot be used yet: @{ Pair = ...; Waiting = ... }.
 function Get-ChapPair {
   try {
-    $value = (Get-SECSecretValue -SecretId $ChapSecretId -Region $ChapRegion).SecretString
+    $secret = Get-SECSecretValue -SecretId $ChapSecretId -Region $ChapRegion
+    $value = $secret.SecretString
   } catch {
     return @{ Waiting = "the secret $ChapSecretId to be readable ($($_.Exception.Message -replace '\s+', ' '))" }
   }
@@ -72,7 +77,7 @@ function Get-ChapPair {
   if (-not ($pair.secretToAuthenticateInitiator -is [string]) -or -not $pair.secretToAuthenticateInitiator) {
     return @{ Waiting = "the secret $ChapSecretId to hold this host's CHAP pair (no secretToAuthenticateInitiator yet)" }
   }
-  return @{ Pair = $pair }
+  return @{ Pair = $pair; VersionId = $secret.VersionId }
 }
 
 function Get-SecretHash([byte[]] $Salt, [string] $Secret) {
@@ -137,10 +142,12 @@ function Connect-ChapTarget {
     Connect-IscsiTarget -NodeAddress $TargetIqn -TargetPortalAddress $ChapPortalAddress -TargetPortalPortNumber $ChapPortalPort `
       -AuthenticationType $type -ChapUsername $ChapInitiatorName -ChapSecret $pair.secretToAuthenticateInitiator `
       -IsPersistent $true | Out-Null
-    return $null
   } catch {
     return "the target $TargetIqn at ${ChapPortalAddress}:$ChapPortalPort to accept this host ($($_.Exception.Message -replace '\s+', ' '))"
   }
+  # Which version of the secret the session logged in with (never a value), for the rotation task.
+  Set-Content -Path $SessionRecord -Value (ConvertTo-Json -Compress -InputObject ([ordered]@{ versionId = $found.VersionId; disconnectedSince = $null }))
+  return $null
 }
 
 if (-not (Get-Command -Name Get-SECSecretValue -ErrorAction SilentlyContinue)) {
