@@ -367,8 +367,9 @@ export class ChapCredentials extends Construct {
           rotationRules,
           rotateImmediatelyOnUpdate: false,
         });
-        schedule.addDependency(permission);
-        schedule.node.addDependency(this.resource);
+        // Construct dependencies (DependsOn): CfnResource.addDependency is deprecated in newer aws-cdk-lib, and its
+        // replacement, addResourceDependency, is not in our minimum (2.200.0).
+        schedule.node.addDependency(permission, this.resource);
         this.rotationSchedules.push(schedule);
       }
     }
