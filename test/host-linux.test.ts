@@ -182,7 +182,7 @@ test('an IPv6 portal reaches iscsiadm in brackets and names the record by the ba
 });
 
 test('the script file is ShellCheck-clean, and so is the script the commands write', async () => {
-  // ShellCheck is a Debian package that .ci/run installs; a missing one fails here, it never skips.
+  // ShellCheck is a Debian package that scripts/rig/prepare.mjs installs (npm test, .ci/run); a missing one fails here, it never skips.
   const file = path.join(__dirname, '..', 'lib', 'host', 'connect-linux.sh');
   expect(execFileSync('shellcheck', ['--severity=style', file], { encoding: 'utf8' })).toBe('');
   const { text } = commands();

@@ -4,7 +4,7 @@
  *
  *   node scripts/rig/prepare.mjs [--cache DIR] [--rebuild] [--json]
  *
- * 1. Checks that qemu-system-x86_64 and shellcheck are installed; as root it installs the missing ones from Debian,
+ * 1. Checks that qemu-system-x86_64, shellcheck and strace (the host-script tests' tools) are installed; as root it installs the missing ones from Debian,
  *    otherwise it fails with one line saying what to install.
  * 2. Fetches the pinned Debian packages below with `apt-get download NAME=VERSION` into DIR/debs (default
  *    .cache/iscsi-rig), unless already there, and unpacks them with `dpkg -x`: nothing is installed on this machine.
@@ -146,9 +146,9 @@ const sha256 = (data) => createHash('sha256').update(data).digest('hex');
 
 class Refusal extends Error {}
 
-/** qemu and shellcheck: installed from Debian when missing and we are root; otherwise one line saying what to do. */
+/** qemu, shellcheck and strace: installed from Debian when missing and we are root; otherwise one line saying what to do. */
 function ensureTools(log) {
-  const tools = [['qemu-system-x86_64', 'qemu-system-x86'], ['shellcheck', 'shellcheck']];
+  const tools = [['qemu-system-x86_64', 'qemu-system-x86'], ['shellcheck', 'shellcheck'], ['strace', 'strace']];
   const missing = tools.filter(([command]) => !has(command));
   if (!missing.length) return [];
   const packages = missing.map(([, pkg]) => pkg);
