@@ -96,13 +96,18 @@ export async function describeChapCredentials(targetArn: string, abortSignal?: A
     .sort((a, b) => (a.initiatorName < b.initiatorName ? -1 : a.initiatorName > b.initiatorName ? 1 : 0));
 }
 
-/** The secret's current string value, or undefined when it has none yet. */
-function currentValue(secretArn: string, abortSignal?: AbortSignal): Promise<string | undefined> {
-  return call('GetSecretValue', `secret ${secretArn}`,
-    async () => (await sm().send(new GetSecretValueCommand({ SecretId: secretArn }), { abortSignal })).SecretString,
+/**
+ * The string value of the secret's AWSCURRENT version, or of the version `versionId`; undefined when that version has
+ * none (a secret CloudFormation made without a value, a rotation's empty AWSPENDING) or does not exist.
+ */
+function secretString(secretArn: string, versionId: string | undefined, abortSignal?: AbortSignal): Promise<string | undefined> {
+  const resource = versionId ? `secret ${secretArn} version ${versionId}` : `secret ${secretArn}`;
+  const input = versionId ? { SecretId: secretArn, VersionId: versionId } : { SecretId: secretArn };
+  return call('GetSecretValue', resource,
+    async () => (await sm().send(new GetSecretValueCommand(input), { abortSignal })).SecretString,
     (error) => {
       if (error.name === 'ResourceNotFoundException') return undefined;
-      throw new AwsCallError('GetSecretValue', `secret ${secretArn}`, errorCode(error));
+      throw new AwsCallError('GetSecretValue', resource, errorCode(error));
     });
 }
 
@@ -113,7 +118,7 @@ export interface SecretWrite {
 
 /** The current values of `secretArns`, read in one parallel round (undefined where a secret has none yet). */
 export function currentValues(secretArns: readonly string[], abortSignal?: AbortSignal): Promise<(string | undefined)[]> {
-  return Promise.all(secretArns.map((arn) => currentValue(arn, abortSignal)));
+  return Promise.all(secretArns.map((arn) => secretString(arn, undefined, abortSignal)));
 }
 
 /**
@@ -255,13 +260,7 @@ export async function describeSecret(secretId: string, abortSignal?: AbortSignal
 
 /** The string value of one version of a secret, or undefined when that version has none (or does not exist). */
 export function secretVersionValue(secretArn: string, versionId: string, abortSignal?: AbortSignal): Promise<string | undefined> {
-  const resource = `secret ${secretArn} version ${versionId}`;
-  return call('GetSecretValue', resource,
-    async () => (await sm().send(new GetSecretValueCommand({ SecretId: secretArn, VersionId: versionId }), { abortSignal })).SecretString,
-    (error) => {
-      if (error.name === 'ResourceNotFoundException') return undefined;
-      throw new AwsCallError('GetSecretValue', resource, errorCode(error));
-    });
+  return secretString(secretArn, versionId, abortSignal);
 }
 
 /**
