@@ -88,8 +88,6 @@ export class ChapCredentialsProvider extends Construct {
   private readonly keys = new Set<kms.IKey>();
   /** The permission that lets Secrets Manager invoke the function for rotations, made on first use. */
   private rotationInvokePermission?: lambda.CfnPermission;
-  /** Credential key ARNs already readable (one per stack, registered by every managing construct). */
-  private readonly keyArns = new Set<string>();
   /** The stack's credential key, made when the first managing construct registers. */
   private credentialKey?: secretsmanager.CfnSecret;
   /** Which construct manages each initiator, by target key (see _claimManagedInitiators). */
@@ -215,8 +213,8 @@ export class ChapCredentialsProvider extends Construct {
       // Only stacks with a managing construct may write to the gateway, and only on the managed targets.
       this.statement('ManageChapCredentials', ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'])
         .addResources(registration.targetArn);
-      if (!this.keyArns.has(registration.credentialKeyArn)) {
-        this.keyArns.add(registration.credentialKeyArn);
+      // The stack's one credential key (credentialKeyArn), whichever managing construct registers first.
+      if (!this.onDemand.has('ReadCredentialKeys')) {
         this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(registration.credentialKeyArn);
       }
     }
