@@ -86,11 +86,16 @@ export function powerShellQuote(value: string): string {
   return `'${value.replace(/['\u2018\u2019\u201a\u201b]/g, (q) => q + q)}'`;
 }
 
+/** Where a host script's values block lies: from the line after its start marker to its end marker's line (-1 when absent). */
+function valuesBlock(text: string): { readonly start: number; readonly end: number } {
+  const start = text.indexOf(`${VALUES_START}\n`) + VALUES_START.length + 1;
+  return { start, end: text.indexOf(`${VALUES_END}\n`, start) };
+}
+
 /** The package's host script `file`, its values block holding `values` (each already quoted), in the file's order. */
 export function renderHostScript(file: string, values: Record<string, string>): string {
   const text = fs.readFileSync(path.join(__dirname, 'host', file), 'utf8');
-  const start = text.indexOf(`${VALUES_START}\n`) + VALUES_START.length + 1;
-  const end = text.indexOf(`${VALUES_END}\n`, start);
+  const { start, end } = valuesBlock(text);
   const powerShell = file.endsWith('.ps1');
   const names = text.slice(start, end).split('\n').filter((line) => line !== '').map((line) => /^\$?(\w+) ?=/.exec(line)?.[1]);
   if (start === VALUES_START.length || end < 0 || names.join() !== Object.keys(values).join()) {
@@ -128,7 +133,7 @@ export function wireIscsiHost(
   // The script's head (what it does, and the values) goes in as it is; its body, the same for every app, as the
   // package ships it compressed (lib/host/connect-linux.body.gz.b64): the script is about 20 KB, EC2 user data 16 KB.
   const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shellQuote(v)])));
-  const linuxHead = linuxScript.slice(0, linuxScript.indexOf(`${VALUES_END}\n`) + VALUES_END.length);
+  const linuxHead = linuxScript.slice(0, valuesBlock(linuxScript).end + VALUES_END.length);
   const linuxBody = fs.readFileSync(path.join(__dirname, 'host', 'connect-linux.body.gz.b64'), 'utf8').trimEnd().split('\n');
   // One file per initiator secret (its construct path, hashed), so a host wired to several targets keeps them apart.
   const secretHash = createHash('sha256').update(secret.node.path).digest('hex').slice(0, 12);
@@ -178,8 +183,8 @@ export const WINDOWS_ROTATION_TASK = 'cdk-chap-credentials-rotate-';
  * path; the script reads the secret itself when it needs it.
  */
 function windowsRotationTask(rendered: string, secretHash: string): string[] {
-  const values = rendered.slice(rendered.indexOf(`${VALUES_START}\n`) + VALUES_START.length + 1, rendered.indexOf(`${VALUES_END}\n`))
-    .replace(/\n$/, '').split('\n');
+  const { start, end } = valuesBlock(rendered);
+  const values = rendered.slice(start, end).replace(/\n$/, '').split('\n');
   // A verbatim here-string ends at a line starting with '@: no value line may (they are one-line literals).
   const closing = values.find((line) => line.startsWith("'@"));
   if (closing !== undefined) throw new Error(`lib/host/rotate-windows.ps1: a values line starts with '@ and would end the here-string: ${closing}`);
