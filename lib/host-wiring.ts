@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
-import { Stack, Token } from 'aws-cdk-lib';
+import { Duration, Stack, Token } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 
@@ -28,6 +28,28 @@ export interface IscsiHostProps {
 
   /** The host's role (or instance): it is granted read access to exactly this initiator's secret. */
   readonly grantee: iam.IGrantable;
+
+  /**
+   * Where a Linux host mounts the volume's filesystem. A blank volume (no filesystem or partition table, its first MiB
+   * zeros) is formatted ext4 first; a filesystem already on it is mounted as it is, and a volume holding anything else
+   * is left alone (the commands stop, saying why). The mount goes into /etc/fstab with `_netdev,nofail`: on the
+   * multipath device when the construct's credentials rotate, otherwise by the filesystem's UUID. The Windows commands
+   * do not mount.
+   *
+   * @default - the volume is connected, not mounted
+   */
+  readonly mountPoint?: string;
+
+  /**
+   * How long a Linux host holds IO to the volume while no path to the gateway is left, before the IO fails; for a
+   * construct with `rotation` only. Its commands put the volume under dm-multipath, which queues IO for this long
+   * (`no_path_retry`: this time in multipathd's 5-second polling intervals, rounded up), so a filesystem stays mounted
+   * while the host logs in again with rotated credentials (a few seconds) and through a gateway restart, yet a gateway
+   * that is gone for good fails IO instead of hanging it. Whole seconds from 10 to 3600.
+   *
+   * @default Duration.minutes(10) - as long as AWS's recommended `replacement_timeout` for gateway volumes
+   */
+  readonly ioHoldTimeout?: Duration;
 }
 
 /**
@@ -41,7 +63,10 @@ export interface IscsiHostWiring {
   /**
    * Bash for a Linux host (Amazon Linux 2023, RHEL 9, Ubuntu 22.04/24.04), for `ec2.UserData.forLinux()`: writes the
    * rendered script to a root-only file under /var/lib/cdk-chap-credentials/ and runs it with bash. Installs open-iscsi
-   * when it is missing; reads the secret with the AWS CLI, or with python3 when the image has no CLI.
+   * when it is missing; reads the secret with the AWS CLI, or with python3 when the image has no CLI. For a construct
+   * with `rotation`, they also put the volume under dm-multipath (installed when missing) and start an agent (a systemd
+   * service running the same script with `--agent`) that logs the host in again when a rotation changes its
+   * credentials, so a mounted filesystem only pauses (see `ioHoldTimeout`).
    */
   readonly linuxCommands: string[];
   /**
@@ -74,6 +99,37 @@ export function portalAddressError(address: string): string | undefined {
   if (DNS_NAME.test(address) && !/^[0-9.]+$/.test(address)) return undefined;
   return "'portalAddress' must be an IPv4 address, an IPv6 address (without brackets) or a DNS name, without a port "
     + `(give the port in 'portalPort'), got '${address}'`;
+}
+
+/** Why a mount point is refused (the rule), or undefined when it is an absolute, plain path other than '/'. */
+function mountPointError(mountPoint: string): string | undefined {
+  const parts = mountPoint.split('/').slice(1);
+  if (!mountPoint.startsWith('/') || mountPoint === '/' || parts.some((p) => p === '' || p === '.' || p === '..')
+    || [...mountPoint].some((c) => /[\s\\]/.test(c) || c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)) {
+    return "must be an absolute path other than '/', without white space, backslashes, empty, '.' or '..' parts";
+  }
+  return undefined;
+}
+
+/**
+ * A bash script without its comment lines and blank lines (ShellCheck directives and here-documents kept as they
+ * are): what the Linux commands carry of the connect script's body, so that a wiring fits EC2's 16 KB of user data.
+ * The package's file keeps its comments; scripts/host-scripts.mjs compresses this form of its body.
+ */
+export function compactShell(script: string): string {
+  const kept: string[] = [];
+  let hereDocEnd: string | undefined;
+  for (const line of script.split('\n')) {
+    if (hereDocEnd !== undefined) {
+      kept.push(line);
+      if (line === hereDocEnd) hereDocEnd = undefined;
+      continue;
+    }
+    if (line.trim() === '' || /^\s*#(?!\s*shellcheck )/.test(line)) continue;
+    kept.push(line);
+    hereDocEnd = /(?<!<)<<-?'?([A-Z_]+)'?(?!<)/.exec(line)?.[1];
+  }
+  return `${kept.join('\n')}\n`;
 }
 
 /** `value` as a single-quoted bash word (tokens stay intact: their text holds no quote). */
@@ -119,6 +175,24 @@ export function wireIscsiHost(
   if (!Token.isUnresolved(port) && (!Number.isInteger(port) || port < 1 || port > 65535)) {
     throw new Error(`'portalPort' must be a TCP port (an integer from 1 to 65535), got ${port}`);
   }
+  const mountPoint = props.mountPoint;
+  if (mountPoint !== undefined && !Token.isUnresolved(mountPoint) && mountPointError(mountPoint)) {
+    throw new Error(`'mountPoint' ${mountPointError(mountPoint)}, got '${mountPoint}'`);
+  }
+  const hold = props.ioHoldTimeout;
+  if (hold !== undefined && !rotating) {
+    throw new Error(`'ioHoldTimeout' applies only to a construct whose credentials rotate (with 'rotation'), got ${hold.toHumanString()}`);
+  }
+  let holdSeconds = '600';
+  if (hold !== undefined && !hold.isUnresolved()) {
+    const seconds = hold.toSeconds({ integral: false });
+    if (!Number.isInteger(seconds) || seconds < 10 || seconds > 3600) {
+      throw new Error(`'ioHoldTimeout' must be whole seconds from 10 to 3600, got ${hold.toHumanString()}`);
+    }
+    holdSeconds = String(seconds);
+  } else if (hold !== undefined) {
+    holdSeconds = Token.asString(hold.toSeconds());
+  }
   const region = Stack.of(secret).region;
   const grant = secret.grantRead(props.grantee);
   const values = {
@@ -129,10 +203,11 @@ export function wireIscsiHost(
     CHAP_PORTAL_ADDRESS: portalAddress,
     CHAP_PORTAL_PORT: Token.isUnresolved(port) ? Token.asString(port) : String(port),
   };
+  const linuxValues = { ...values, CHAP_MOUNT_POINT: mountPoint ?? '', CHAP_ROTATING: rotating ? 'yes' : 'no', CHAP_IO_HOLD_SECONDS: holdSeconds };
 
   // The script's head (what it does, and the values) goes in as it is; its body, the same for every app, as the
   // package ships it compressed (lib/host/connect-linux.body.gz.b64): the script is about 20 KB, EC2 user data 16 KB.
-  const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shellQuote(v)])));
+  const linuxScript = renderHostScript('connect-linux.sh', Object.fromEntries(Object.entries(linuxValues).map(([k, v]) => [k, shellQuote(v)])));
   const linuxHead = linuxScript.slice(0, valuesBlock(linuxScript).end + VALUES_END.length);
   const linuxBody = fs.readFileSync(path.join(__dirname, 'host', 'connect-linux.body.gz.b64'), 'utf8').trimEnd().split('\n');
   // One file per initiator secret (its construct path, hashed), so a host wired to several targets keeps them apart.

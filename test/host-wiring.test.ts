@@ -11,7 +11,7 @@ import { App, Token } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials } from '../lib';
-import { LINUX_BODY_END, LINUX_HEREDOC_END, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
+import { LINUX_BODY_END, LINUX_HEREDOC_END, compactShell, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
 import { DEMO_HOST_INITIATOR, demoStack } from '../bin/demo-stack';
 import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
 import { DEPLOYED, deployedText, deployedTexts, newStack, scriptOf } from './host-harness';
@@ -31,6 +31,12 @@ function wired(options: { env?: boolean; portalAddress?: string } = {}) {
   return { stack, chap, role, wiring, secretArn };
 }
 
+/** The Linux script as its commands write it: its head as it is, its body without comment lines. */
+function compactBody(file: string): string {
+  const bodyStart = file.indexOf('# <<< values\n') + '# <<< values\n'.length;
+  return file.slice(0, bodyStart) + compactShell(file.slice(bodyStart));
+}
+
 /** The script file with its values block replaced by `lines`: what the rendered script must be, byte for byte. */
 function fileWithValues(file: string, lines: string[]): string {
   return file.replace(/(# >>> values \(rendered by wireHost\)\n)[^]*?(# <<< values\n)/, (_, start: string, end: string) => `${start}${lines.join('\n')}\n${end}`);
@@ -46,17 +52,20 @@ describe('Linux commands', () => {
     const file = /^\(umask 077 && cat > (\/var\/lib\/cdk-chap-credentials\/connect-[0-9a-f]{12}\.sh)\) <<'CDK_CHAP_CREDENTIALS_SCRIPT'$/.exec(lines[2])![1];
     expect(lines).toContain(`base64 -d <<'${LINUX_BODY_END}' | gunzip >> ${file}`);
     expect(lines.slice(-2)).toEqual([LINUX_BODY_END, `bash ${file}`]);
-    expect(scriptOf(text)).toBe(fileWithValues(LINUX_FILE, [
+    expect(scriptOf(text)).toBe(fileWithValues(compactBody(LINUX_FILE), [
       `CHAP_SECRET_ID='${secretArn}'`,
       `CHAP_REGION='${DEPLOYED.region}'`,
       `CHAP_TARGET_ARN='${DOC_TARGET_ARN}'`,
       `CHAP_INITIATOR_NAME='${HOST_A}'`,
       "CHAP_PORTAL_ADDRESS='10.0.0.10'",
       "CHAP_PORTAL_PORT='3260'",
+      "CHAP_MOUNT_POINT=''",
+      "CHAP_ROTATING='no'",
+      "CHAP_IO_HOLD_SECONDS='600'",
     ]));
     // In plain text: what the script does and the values; the rest is compressed to fit EC2's 16 KB of user data.
     expect(text).toContain('# cdk-chap-credentials: connects this Linux host to one Storage Gateway iSCSI target');
-    expect(Buffer.byteLength(text)).toBeLessThan(12 * 1024);
+    expect(Buffer.byteLength(text)).toBeLessThan(14 * 1024);
     // The heredocs are quoted and their end markers appear nowhere in the script: it is written as it is.
     expect(LINUX_FILE.split('\n')).not.toContain(LINUX_HEREDOC_END);
     expect(LINUX_FILE.split('\n')).not.toContain(LINUX_BODY_END);
@@ -65,7 +74,7 @@ describe('Linux commands', () => {
 
   test('the compressed body the package ships is the script\'s body (after `npm run host-scripts`)', () => {
     const shipped = gunzipSync(Buffer.from(fs.readFileSync(path.join(HOST_DIR, 'connect-linux.body.gz.b64'), 'utf8'), 'base64')).toString('utf8');
-    const body = LINUX_FILE.slice(LINUX_FILE.indexOf('# <<< values\n') + '# <<< values\n'.length);
+    const body = compactShell(LINUX_FILE.slice(LINUX_FILE.indexOf('# <<< values\n') + '# <<< values\n'.length));
     if (shipped !== body) throw new Error('lib/host/connect-linux.body.gz.b64 is stale: run `npm run host-scripts` and commit it');
     expect(shipped).toBe(body);
   });

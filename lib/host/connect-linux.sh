@@ -1,19 +1,9 @@
 #!/bin/bash
 # cdk-chap-credentials: connects this Linux host to one Storage Gateway iSCSI target with CHAP (open-iscsi).
-#
-# ChapCredentials.wireHost renders this file with the app's values (the block below) into boot commands that
-# write it to /var/lib/cdk-chap-credentials/ and run it as root. It can be run again by hand: it is idempotent.
-#   1. installs the iSCSI initiator when iscsiadm is missing; sets the host's initiator name and AWS's recommended
-#      timeouts for gateway volumes (in iscsid.conf, so they survive a later discovery, and on the node record);
-#   2. reads the host's own CHAP pair from Secrets Manager: with the AWS CLI when it is installed, otherwise with
-#      python3 (standard library only) and the instance role's credentials from IMDSv2;
-#   3. writes the pair into the target's node record (root-only), logs in, and marks the node for login at boot.
-# A host that boots before its pair is stored, or before the gateway holds it, waits and retries, saying on one line
-# each time what it waits for (CHAP_WAIT_SECONDS in all, CHAP_RETRY_SECONDS apart).
-# The CHAP secrets travel through pipes, shell variables and the root-only node record only: never a command's
-# argument, never traced output (set +x below), never a log line.
-# Run with --relogin (as lib/host/chap-agent.sh does when the session fails authentication after the gateway's
-# credentials changed), it logs out and in again with the pair staged AWSPENDING, else AWSCURRENT.
+# Rendered by ChapCredentials.wireHost (the values below), run as root from /var/lib/cdk-chap-credentials/; idempotent.
+# Reads the host's own CHAP pair from Secrets Manager, writes it to the root-only node record and logs in; with
+# CHAP_MOUNT_POINT mounts the volume; with CHAP_ROTATING keeps it mounted through credential rotations (dm-multipath
+# and an agent). The secrets never reach a command's argument, traced output or a log line. Details below.
 set +x
 set -uo pipefail
 umask 077
@@ -27,7 +17,29 @@ CHAP_TARGET_ARN=''
 CHAP_INITIATOR_NAME=''
 CHAP_PORTAL_ADDRESS=''
 CHAP_PORTAL_PORT='3260'
+CHAP_MOUNT_POINT=''
+CHAP_ROTATING='no'
+CHAP_IO_HOLD_SECONDS='600'
 # <<< values
+
+# What it does
+#   1. installs the iSCSI initiator when iscsiadm is missing; sets the host's initiator name and AWS's recommended
+#      timeouts for gateway volumes (in iscsid.conf, so they survive a later discovery, and on the node record);
+#   2. reads the host's own CHAP pair from Secrets Manager: with the AWS CLI when it is installed, otherwise with
+#      python3 (standard library only) and the instance role's credentials from IMDSv2;
+#   3. writes the pair into the target's node record (root-only), logs in, and marks the node for login at boot.
+# A host that boots before its pair is stored, or before the gateway holds it, waits and retries, saying on one line
+# each time what it waits for (CHAP_WAIT_SECONDS in all, CHAP_RETRY_SECONDS apart).
+# The CHAP secrets travel through pipes, shell variables and the root-only node record only: never a command's
+# argument, never traced output (set +x above), never a log line.
+# With a mount point, it mounts the volume's filesystem (formatting a blank volume ext4) and adds it to /etc/fstab
+# with _netdev,nofail. For a construct whose credentials rotate (CHAP_ROTATING), it also
+#   4. puts the volume under dm-multipath, queueing IO while no path is left (up to CHAP_IO_HOLD_SECONDS, then IO
+#      fails), so a filesystem stays mounted while the session logs in again with new credentials;
+#   5. installs an agent (this script with --agent, as a systemd service): it reads sysfs and iscsid's log only, and
+#      when the session fails to authenticate it logs out and in again with the pair staged AWSPENDING, else
+#      AWSCURRENT (--relogin). It also connects at boot, when the host was off while the credentials changed.
+# The file keeps these comments; the boot commands carry its body without them (compressed).
 
 CHAP_WAIT_SECONDS="${CHAP_WAIT_SECONDS:-1800}"
 CHAP_RETRY_SECONDS="${CHAP_RETRY_SECONDS:-15}"
@@ -468,8 +480,311 @@ enable_boot_login() {
   fi
 }
 
+# --- the volume ----------------------------------------------------------------------------------------------------
+
+# This script's file, and the name its agent and multipath map take from it (connect-HASH.sh: one per wiring).
+SELF=$(readlink -f "${BASH_SOURCE[0]}")
+WIRING=${SELF##*/connect-}
+WIRING=${WIRING%.sh}
+MAP_ALIAS="cdk-chap-$WIRING"
+MULTIPATH_POLL_SECONDS=5 # multipathd's polling_interval (its default)
+CHAP_SESSIONS_DIR="${CHAP_SESSIONS_DIR:-/sys/class/iscsi_session}"
+
+# The sysfs folder of the live session to this target, in SESSION (fails when there is none).
+SESSION=''
+find_session() {
+  local s target
+  for s in "$CHAP_SESSIONS_DIR"/session*; do
+    [[ -r $s/targetname ]] || continue
+    read -r target <"$s/targetname"
+    if [[ $target == "$TARGET_IQN" ]]; then
+      SESSION=$s
+      return 0
+    fi
+  done
+  return 1
+}
+
+# The session's disk (/dev/sdX) in DISK, waiting up to 30 s for the kernel to make it.
+DISK=''
+find_disk() {
+  local i b
+  for ((i = 0; i < 60; i++)); do
+    if find_session; then
+      for b in "$SESSION"/device/target*/*/block/*; do
+        if [[ -b /dev/${b##*/} ]]; then
+          DISK=/dev/${b##*/}
+          return 0
+        fi
+      done
+    fi
+    sleep 0.5
+  done
+  fail "the disk of the session to $TARGET_IQN did not appear within 30 s"
+}
+
+install_multipath() {
+  command -v multipathd >/dev/null && return 0
+  log "installing dm-multipath (multipathd is missing)"
+  if command -v dnf >/dev/null; then
+    dnf install -y device-mapper-multipath
+  elif command -v yum >/dev/null; then
+    yum install -y device-mapper-multipath
+  elif command -v apt-get >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y multipath-tools \
+      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y multipath-tools; }
+  fi >&2
+  command -v multipathd >/dev/null \
+    || fail "multipathd is missing and could not be installed (multipath-tools or device-mapper-multipath)"
+}
+
+multipathd_running() { multipathd show daemon >/dev/null 2>&1; }
+start_multipathd() {
+  local i
+  if has_systemd; then
+    systemctl enable multipathd >/dev/null 2>&1
+    systemctl start multipathd >&2 2>&1 || fail "systemctl could not start multipathd"
+  elif ! multipathd_running; then
+    multipathd || fail "multipathd did not start"
+  fi
+  for ((i = 0; i < 20; i++)); do
+    multipathd_running && return 0
+    sleep 0.5
+  done
+  fail "multipathd did not answer within 10 s"
+}
+
+# The WWID multipathd gives DISK, in WWID (waiting up to 30 s for multipathd to see the disk).
+WWID=''
+find_wwid() {
+  local i name wwid
+  for ((i = 0; i < 60; i++)); do
+    while read -r name wwid; do
+      if [[ /dev/$name == "$DISK" && -n $wwid ]]; then
+        WWID=$wwid
+        return 0
+      fi
+    done < <(multipathd show paths raw format '%d %w' 2>/dev/null)
+    sleep 0.5
+  done
+  fail "multipathd did not report the WWID of $DISK within 30 s"
+}
+
+# dm-multipath over the session's disk, as /dev/mapper/MAP_ALIAS: IO queues while no path is left, for
+# no_path_retry polling intervals, then fails (never an unbounded hang). A new session's disk (a new sdX, same WWID)
+# joins the same map by itself, so a filesystem on the map survives a logout and login.
+setup_multipath() {
+  local retries=$(((CHAP_IO_HOLD_SECONDS + MULTIPATH_POLL_SECONDS - 1) / MULTIPATH_POLL_SECONDS)) i
+  install_multipath
+  find_disk
+  if [[ ! -e /etc/multipath.conf ]]; then
+    # What RHEL's `mpathconf --enable` writes: only devices listed in /etc/multipath/wwids (or with several paths)
+    # are multipathed, so the host's other disks stay as they are.
+    (umask 022 && printf 'defaults {\n\tuser_friendly_names yes\n\tfind_multipaths yes\n}\n' >/etc/multipath.conf) \
+      || fail "cannot write /etc/multipath.conf"
+  fi
+  start_multipathd
+  find_wwid
+  mkdir -p /etc/multipath/conf.d || fail "cannot create /etc/multipath/conf.d"
+  (umask 022 && printf '# cdk-chap-credentials: %s at %s (%s)\nmultipaths {\n\tmultipath {\n\t\twwid "%s"\n\t\talias %s\n\t\tno_path_retry %s\n\t}\n}\n' \
+    "$TARGET_IQN" "$PORTAL" "$SELF" "$WWID" "$MAP_ALIAS" "$retries" >"/etc/multipath/conf.d/$MAP_ALIAS.conf") \
+    || fail "cannot write /etc/multipath/conf.d/$MAP_ALIAS.conf"
+  multipath -a "$DISK" >/dev/null 2>"$ERRORS" || fail "multipath could not add the WWID of $DISK: $(last_error)"
+  multipathd reconfigure >/dev/null 2>"$ERRORS" || fail "multipathd could not reload its configuration: $(last_error)"
+  for ((i = 0; i < 60; i++)); do
+    if [[ -b /dev/mapper/$MAP_ALIAS ]]; then
+      log "the volume is /dev/mapper/$MAP_ALIAS (dm-multipath over $DISK): while no path to the gateway is left, IO" \
+        "waits up to $((retries * MULTIPATH_POLL_SECONDS)) s (no_path_retry $retries), then fails"
+      return 0
+    fi
+    sleep 0.5
+  done
+  fail "the multipath device /dev/mapper/$MAP_ALIAS did not appear within 30 s"
+}
+
+# The volume's device: the multipath map when the credentials rotate, otherwise the session's disk.
+volume_device() {
+  local i
+  if [[ $CHAP_ROTATING == yes ]]; then
+    VOLUME=/dev/mapper/$MAP_ALIAS
+    for ((i = 0; i < 60; i++)); do
+      [[ -b $VOLUME ]] && return 0
+      sleep 0.5
+    done
+    fail "the multipath device $VOLUME did not appear within 30 s"
+  else
+    find_disk
+    VOLUME=$DISK
+  fi
+}
+
+# Whether the first MiB of $1 holds only zeros (a volume nothing was ever written to).
+blank() {
+  local bytes
+  bytes=$(head -c 1048576 "$1" | tr -d '\0' | wc -c) && ((bytes == 0))
+}
+
+# Mounts the volume on CHAP_MOUNT_POINT, formatting it ext4 only when it is blank (no filesystem, no partition table,
+# its first MiB zeros), and writes its /etc/fstab line (_netdev: after the network; nofail: a boot never waits for it).
+VOLUME=''
+mount_volume() {
+  [[ -n $CHAP_MOUNT_POINT ]] || return 0
+  local type status source line
+  volume_device
+  if mountpoint -q "$CHAP_MOUNT_POINT"; then
+    return 0
+  fi
+  type=$(blkid -p -s TYPE -o value "$VOLUME" 2>"$ERRORS")
+  status=$?
+  if ((status == 2)); then
+    blank "$VOLUME" || fail "$VOLUME holds no filesystem blkid knows and is not blank: not formatting it, not mounting it"
+    log "formatting the blank volume $VOLUME (ext4)"
+    mkfs.ext4 -q "$VOLUME" >&2 2>"$ERRORS" || fail "mkfs.ext4 failed on $VOLUME: $(last_error)"
+    type=ext4
+  elif ((status != 0)); then
+    fail "blkid could not read $VOLUME (exit $status): $(last_error)"
+  elif [[ -z $type ]]; then
+    fail "$VOLUME holds a partition table, not a filesystem: not mounting it (mount a partition yourself)"
+  fi
+  if [[ $CHAP_ROTATING == yes ]]; then
+    source=$VOLUME
+  else
+    source=UUID=$(blkid -p -s UUID -o value "$VOLUME") || fail "blkid could not read the UUID of $VOLUME"
+  fi
+  # /etc/fstab without this mount point's line, then ours.
+  local tmp=/etc/fstab.cdk-chap-credentials.$$ fields
+  {
+    if [[ -f /etc/fstab ]]; then
+      while IFS= read -r line || [[ -n $line ]]; do
+        read -ra fields <<<"$line"
+        [[ ${fields[0]:-} != '#'* && ${fields[1]:-} == "$CHAP_MOUNT_POINT" ]] && continue
+        printf '%s\n' "$line"
+      done </etc/fstab
+    fi
+    printf '%s %s %s _netdev,nofail 0 0\n' "$source" "$CHAP_MOUNT_POINT" "$type"
+  } >"$tmp" || fail "cannot write $tmp"
+  if ! chmod 644 "$tmp" || ! mv -f "$tmp" /etc/fstab; then fail "cannot replace /etc/fstab"; fi
+  has_systemd && systemctl daemon-reload >/dev/null 2>&1
+  mkdir -p "$CHAP_MOUNT_POINT" || fail "cannot create $CHAP_MOUNT_POINT"
+  mount "$CHAP_MOUNT_POINT" 2>"$ERRORS" || fail "mount $CHAP_MOUNT_POINT failed: $(last_error)"
+  log "mounted $source ($type) on $CHAP_MOUNT_POINT"
+}
+
+# --- the agent -----------------------------------------------------------------------------------------------------
+
+AGENT_UNIT="cdk-chap-credentials-agent-$WIRING.service"
+AGENT_INTERVAL="${CHAP_AGENT_INTERVAL:-0.5}"
+AGENT_BACKOFF="${CHAP_AGENT_BACKOFF:-30}"
+
+# Installs and starts the agent: a systemd service, or without systemd a process of its own (start it at boot).
+install_agent() {
+  if has_systemd; then
+    (umask 022 && cat >"/etc/systemd/system/$AGENT_UNIT") <<UNIT || fail "cannot write /etc/systemd/system/$AGENT_UNIT"
+# cdk-chap-credentials: logs in to $TARGET_IQN again when its CHAP credentials change (a rotation), and at boot.
+# It reads sysfs and iscsid's log only; it reads the host's secret only when the session fails to authenticate.
+[Unit]
+Description=cdk-chap-credentials agent for $TARGET_IQN
+Wants=network-online.target
+After=network-online.target iscsid.service multipathd.service iscsi.service open-iscsi.service
+
+[Service]
+ExecStart=/bin/bash $SELF --agent
+Restart=always
+RestartSec=5
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+    if ! systemctl daemon-reload >&2 2>&1 || ! systemctl enable "$AGENT_UNIT" >&2 2>&1 \
+      || ! systemctl restart "$AGENT_UNIT" >&2 2>&1; then
+      fail "systemctl could not start $AGENT_UNIT"
+    fi
+    log "agent $AGENT_UNIT started"
+    return 0
+  fi
+  local pid_file="$STATE_DIR/agent-$WIRING.pid" pid=''
+  [[ -r $pid_file ]] && read -r pid <"$pid_file"
+  if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then kill "$pid"; fi
+  setsid bash "$SELF" --agent </dev/null >>"$STATE_DIR/agent-$WIRING.log" 2>&1 &
+  printf '%s\n' "$!" >"$pid_file"
+  log "no systemd: agent started (pid $!, log $STATE_DIR/agent-$WIRING.log); at boot, run 'bash $SELF --agent' yourself"
+}
+
+# Where iscsid logs without a journal (CHAP_ISCSID_LOG, or the first syslog file there is).
+iscsid_log_file() {
+  local file
+  for file in ${CHAP_ISCSID_LOG:-} /var/log/messages /var/log/syslog; do
+    [[ -r $file ]] && printf '%s' "$file" && return 0
+  done
+  return 1
+}
+# A mark in iscsid's log: a byte offset in its file, or the time (epoch seconds) for the journal.
+log_mark() {
+  local file size
+  if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
+    printf '%(%s)T' -1
+  elif file=$(iscsid_log_file) && size=$(wc -c <"$file"); then
+    printf '%s' "$size"
+  else
+    printf '0'
+  fi
+}
+# Whether iscsid said, since mark $1, that a login to this target failed to authenticate.
+auth_failed_since() {
+  local file size patterns=(-e "Login failed to authenticate with target $TARGET_IQN" -e 'login rejected: Initiator failed authentication')
+  if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
+    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -q "${patterns[@]}"
+    return
+  fi
+  file=$(iscsid_log_file) || return 1
+  size=$(wc -c <"$file") || return 1
+  ((size >= $1)) || set -- 0 # the log was rotated
+  tail -c "+$(($1 + 1))" "$file" | grep -q "${patterns[@]}"
+}
+
+# --agent: at start (boot), connects when there is no session to this target (the distribution's login used the node
+# record, whose credentials may have changed while the host was off); then watches the session. No AWS call while it
+# is healthy: when it fails (FAILED, or FREE once its recovery timeout passed) and iscsid says the login failed to
+# authenticate, logs in again (--relogin) and mounts the volume when it is not.
+agent() {
+  local state mark next=0 nap_fd
+  exec {nap_fd}<> <(:) # an empty pipe to wait on with read -t, a builtin, instead of running sleep twice a second
+  find_node_file
+  log "agent watching the session to $TARGET_IQN at $PORTAL"
+  mark=$(log_mark)
+  if ! find_session; then
+    log "no session to $TARGET_IQN: connecting"
+    (relogin && mount_volume) || next=$((SECONDS + AGENT_BACKOFF))
+  fi
+  while :; do
+    read -r -t "$AGENT_INTERVAL" -u "$nap_fd" _
+    state=none
+    if find_session; then read -r state <"$SESSION/state"; fi
+    # Healthy; or no session, not after a failed login of the agent's own (a logout by hand stays a logout).
+    if [[ $state == LOGGED_IN || ($state == none && $next == 0) ]]; then
+      mark=$(log_mark)
+      next=0
+      continue
+    fi
+    ((SECONDS >= next)) || continue
+    if [[ $state != none ]] && ! auth_failed_since "$mark"; then continue; fi
+    if [[ $state == none ]]; then
+      log "no session to $TARGET_IQN since the last failed login: trying again"
+    else
+      log "the session to $TARGET_IQN failed to authenticate ($state): logging in again with the stored credentials"
+    fi
+    if (relogin && mount_volume); then
+      mark=$(log_mark)
+      next=0
+    else
+      next=$((SECONDS + AGENT_BACKOFF))
+      log "logging in again to $TARGET_IQN failed; next try in $AGENT_BACKOFF s"
+    fi
+  done
+}
+
 # --relogin: the gateway's credentials changed (a rotation) and the session failed to authenticate. Logs out and in
-# again with the pair staged AWSPENDING (the rotation in progress), else AWSCURRENT. Run by lib/host/chap-agent.sh.
+# again with the pair staged AWSPENDING (the rotation in progress), else AWSCURRENT. Run by the agent.
 relogin() {
   local stage
   find_node_file
@@ -489,10 +804,16 @@ main() {
   ((EUID == 0)) || fail "must run as root"
   [[ -n $CHAP_SECRET_ID && -n $CHAP_REGION && -n $TARGET_IQN && -n $CHAP_INITIATOR_NAME && -n $CHAP_PORTAL_ADDRESS ]] \
     || fail "the values block is incomplete: render this script with ChapCredentials.wireHost"
-  if [[ ${1:-} == --relogin ]]; then
-    relogin
-    return
-  fi
+  case ${1:-} in
+    --relogin)
+      relogin
+      return
+      ;;
+    --agent)
+      agent
+      return
+      ;;
+  esac
   { mkdir -p "$STATE_DIR" && chmod 700 "$STATE_DIR"; } || fail "cannot create $STATE_DIR"
   install_initiator
   set_initiator_name
@@ -502,6 +823,13 @@ main() {
   find_node_file
   connect
   enable_boot_login
+  if [[ $CHAP_ROTATING == yes ]]; then
+    setup_multipath
+    mount_volume
+    install_agent
+  else
+    mount_volume
+  fi
 }
 
 main "$@"

@@ -39,6 +39,8 @@ export const PACKAGES = [
   ['strace', '6.1-0.1'],
   ['multipath-tools', '0.9.4-3+deb12u2'],
   ['udev', '252.39-1~deb12u2'],
+  ['util-linux', '2.38.1-5+deb12u3'],
+  ['mount', '2.38.1-5+deb12u3'],
   // Shared libraries of the binaries above (their ELF NEEDED entries, followed to the end).
   ['libc6', '2.36-9+deb12u14'],
   ['libacl1', '2.3.1-3'],
@@ -83,6 +85,7 @@ const BINARIES = [
   'sbin/mke2fs', 'sbin/e2fsck', 'sbin/dumpe2fs', 'sbin/tune2fs',
   'sbin/dmsetup', 'usr/bin/strace',
   'sbin/multipath', 'sbin/multipathd', 'bin/udevadm',
+  'sbin/blkid', 'bin/mount', 'bin/umount', 'bin/mountpoint',
 ];
 /** Links to those binaries, as the packages ship them. */
 const LINKS = {
