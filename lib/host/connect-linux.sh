@@ -557,14 +557,15 @@ start_multipathd() {
 # The WWID multipathd gives DISK, in WWID (waiting up to 30 s for multipathd to see the disk).
 WWID=''
 find_wwid() {
-  local i name wwid
+  local i name wwid paths
   for ((i = 0; i < 60; i++)); do
+    paths=$(multipathd show paths raw format '%d %w' 2>/dev/null)
     while read -r name wwid; do
       if [[ /dev/$name == "$DISK" && -n $wwid ]]; then
         WWID=$wwid
         return 0
       fi
-    done < <(multipathd show paths raw format '%d %w' 2>/dev/null)
+    done <<<"$paths"
     sleep 0.5
   done
   fail "multipathd did not report the WWID of $DISK within 30 s"
@@ -731,15 +732,15 @@ log_mark() {
 }
 # Whether iscsid said, since mark $1, that a login to this target failed to authenticate.
 auth_failed_since() {
-  local file size patterns=(-e "Login failed to authenticate with target $TARGET_IQN" -e 'login rejected: Initiator failed authentication')
+  local file size said="Login failed to authenticate with target $TARGET_IQN"
   if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
-    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -q "${patterns[@]}"
+    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -qF -e "$said"
     return
   fi
   file=$(iscsid_log_file) || return 1
   size=$(wc -c <"$file") || return 1
   ((size >= $1)) || set -- 0 # the log was rotated
-  tail -c "+$(($1 + 1))" "$file" | grep -q "${patterns[@]}"
+  tail -c "+$(($1 + 1))" "$file" | grep -qF -e "$said"
 }
 
 # --agent: at start (boot), connects when there is no session to this target (the distribution's login used the node
@@ -747,11 +748,14 @@ auth_failed_since() {
 # is healthy: when it fails (FAILED, or FREE once its recovery timeout passed) and iscsid says the login failed to
 # authenticate, logs in again (--relogin) and mounts the volume when it is not.
 agent() {
-  local state mark next=0 nap_fd
-  exec {nap_fd}<> <(:) # an empty pipe to wait on with read -t, a builtin, instead of running sleep twice a second
+  local state mark marked next=0 nap_fd nap="$STATE_DIR/agent-$WIRING.nap"
+  # A FIFO nobody writes to, to wait on with read -t (a builtin) instead of running sleep twice a second.
+  [[ -p $nap ]] || mkfifo -m 600 "$nap" || fail "cannot make $nap"
+  exec {nap_fd}<>"$nap"
   find_node_file
   log "agent watching the session to $TARGET_IQN at $PORTAL"
   mark=$(log_mark)
+  marked=$SECONDS
   if ! find_session; then
     log "no session to $TARGET_IQN: connecting"
     (relogin && mount_volume) || next=$((SECONDS + AGENT_BACKOFF))
@@ -762,7 +766,11 @@ agent() {
     if find_session; then read -r state <"$SESSION/state"; fi
     # Healthy; or no session, not after a failed login of the agent's own (a logout by hand stays a logout).
     if [[ $state == LOGGED_IN || ($state == none && $next == 0) ]]; then
-      mark=$(log_mark)
+      # A new mark every 10 s: a failure is then judged by what iscsid said at most 10 s before it began.
+      if ((SECONDS - marked >= 10)); then
+        mark=$(log_mark)
+        marked=$SECONDS
+      fi
       next=0
       continue
     fi
@@ -775,6 +783,7 @@ agent() {
     fi
     if (relogin && mount_volume); then
       mark=$(log_mark)
+      marked=$SECONDS
       next=0
     else
       next=$((SECONDS + AGENT_BACKOFF))

@@ -152,6 +152,7 @@ function boot(kernel: string, initramfs: string, inDisk: string, outDisk: string
     const text = () => chunks.join('').replace(/\r/g, '');
     const timer = setTimeout(() => {
       qemu.kill('SIGKILL');
+      if (process.env.RIG_CONSOLE) fs.appendFileSync(process.env.RIG_CONSOLE, text());
       reject(new Error(`the guest did not finish within ${timeoutSeconds} s; its console ended with:\n${tail(text())}`));
     }, timeoutSeconds * 1000);
     qemu.on('error', (error) => {
