@@ -7,10 +7,10 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { App, Token } from 'aws-cdk-lib';
+import { App, CfnParameter, Duration, Token } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import { ChapCredentials } from '../lib';
+import { ChapCredentials, ChapRotation, IscsiHostProps } from '../lib';
 import { LINUX_BODY_END, LINUX_HEREDOC_END, compactShell, portalAddressError, powerShellQuote, renderHostScript, shellQuote } from '../lib/host-wiring';
 import { DEMO_HOST_INITIATOR, demoStack } from '../bin/demo-stack';
 import { DOC_TARGET_ARN, HOST_A, HOST_B } from './fixtures';
@@ -253,5 +253,62 @@ describe('grants and validation', () => {
     const userData = JSON.stringify(instance.Properties.UserData);
     expect(userData).toContain("<<'CDK_CHAP_CREDENTIALS_SCRIPT'");
     expect(userData).toContain(DEMO_HOST_INITIATOR);
+  });
+});
+
+describe('mount point and ride-through (Linux)', () => {
+  /** The values a wiring renders into the Linux script, with or without rotation. */
+  function linuxValues(rotating: boolean, extra: Partial<IscsiHostProps> = {}) {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', {
+      targetArn: DOC_TARGET_ARN, initiators: [HOST_A],
+      ...(rotating ? { manageCredentials: true, rotation: ChapRotation.every(Duration.days(30)) } : {}),
+    });
+    const role = new iam.Role(stack, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const text = deployedText(stack, chap.wireHost({ initiatorName: HOST_A, portalAddress: '10.0.0.10', grantee: role, ...extra }).linuxCommands);
+    const value = (name: string) => new RegExp(`^${name}='(.*)'$`, 'm').exec(text)?.[1];
+    return { text, mountPoint: value('CHAP_MOUNT_POINT'), rotating: value('CHAP_ROTATING'), hold: value('CHAP_IO_HOLD_SECONDS') };
+  }
+
+  test('a rotating construct\'s wiring turns on multipath and the agent, holding IO 600 s unless told otherwise', () => {
+    expect(linuxValues(false)).toMatchObject({ mountPoint: '', rotating: 'no', hold: '600' });
+    expect(linuxValues(true)).toMatchObject({ rotating: 'yes', hold: '600' });
+    expect(linuxValues(true, { ioHoldTimeout: Duration.seconds(90), mountPoint: '/srv/data' })).toMatchObject({ rotating: 'yes', hold: '90', mountPoint: '/srv/data' });
+    expect(linuxValues(true, { ioHoldTimeout: Duration.minutes(60) }).hold).toBe('3600');
+  });
+
+  test('a rotating wiring with a mount point still fits EC2\'s 16 KB of user data, with room to spare', () => {
+    expect(Buffer.byteLength(linuxValues(true, { mountPoint: '/srv/data' }).text)).toBeLessThan(14 * 1024);
+  });
+
+  test.each([
+    ['srv/data'], ['/'], ['/srv/my data'], ['/srv/../etc'], ['/srv//data'], ['/srv/./data'], ['/srv/data/'], ['/srv\\data'], ['/srv/da\tta'],
+  ])('mountPoint %p is refused, naming the prop, the rule and the value', (mountPoint) => {
+    expect(() => linuxValues(false, { mountPoint })).toThrow(
+      `'mountPoint' must be an absolute path other than '/', without white space, backslashes, empty, '.' or '..' parts, got '${mountPoint}'`);
+  });
+
+  test.each([
+    [Duration.seconds(5), 'got 5 seconds'], [Duration.hours(2), 'got 2 hours'], [Duration.millis(10_500), 'got 10 seconds 500 millis'],
+  ])('ioHoldTimeout %p is refused: whole seconds from 10 to 3600', (ioHoldTimeout, got) => {
+    expect(() => linuxValues(true, { ioHoldTimeout })).toThrow(`'ioHoldTimeout' must be whole seconds from 10 to 3600, ${got}`);
+  });
+
+  test('ioHoldTimeout without rotation is refused: without it the volume is not under multipath', () => {
+    expect(() => linuxValues(false, { ioHoldTimeout: Duration.minutes(5) }))
+      .toThrow("'ioHoldTimeout' applies only to a construct whose credentials rotate (with 'rotation'), got 5 minutes");
+  });
+
+  test('tokens pass unchecked and are resolved at deploy time', () => {
+    const stack = newStack();
+    const chap = new ChapCredentials(stack, 'Chap', { targetArn: DOC_TARGET_ARN, initiators: [HOST_A], manageCredentials: true, rotation: ChapRotation.every(Duration.days(30)) });
+    const role = new iam.Role(stack, 'HostRole', { assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com') });
+    const mountPoint = new CfnParameter(stack, 'MountPoint').valueAsString;
+    const wiring = chap.wireHost({ initiatorName: HOST_A, portalAddress: '10.0.0.10', grantee: role, mountPoint, ioHoldTimeout: Duration.seconds(Token.asNumber({ Ref: 'Hold' })) });
+    const lines = stack.resolve(wiring.linuxCommands.filter((line) => /^CHAP_(MOUNT_POINT|IO_HOLD_SECONDS)=/.test(line) || Token.isUnresolved(line)));
+    expect(lines).toEqual(expect.arrayContaining([
+      { 'Fn::Join': ['', ["CHAP_MOUNT_POINT='", { Ref: 'MountPoint' }, "'"]] },
+      { 'Fn::Join': ['', ["CHAP_IO_HOLD_SECONDS='", { Ref: 'Hold' }, "'"]] },
+    ]));
   });
 });

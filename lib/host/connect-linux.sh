@@ -760,8 +760,10 @@ agent() {
     log "no session to $TARGET_IQN: connecting"
     (relogin && mount_volume) || next=$((SECONDS + AGENT_BACKOFF))
   fi
+  local nap_seconds=$AGENT_INTERVAL
   while :; do
-    read -r -t "$AGENT_INTERVAL" -u "$nap_fd" _
+    read -r -t "$nap_seconds" -u "$nap_fd" _
+    nap_seconds=$AGENT_INTERVAL
     state=none
     if find_session; then read -r state <"$SESSION/state"; fi
     # Healthy; or no session, not after a failed login of the agent's own (a logout by hand stays a logout).
@@ -775,7 +777,10 @@ agent() {
       continue
     fi
     ((SECONDS >= next)) || continue
-    if [[ $state != none ]] && ! auth_failed_since "$mark"; then continue; fi
+    if [[ $state != none ]] && ! auth_failed_since "$mark"; then
+      nap_seconds=0.1 # while the session is down, iscsid's log is read every 0.1 s: its next retry may say why
+      continue
+    fi
     if [[ $state == none ]]; then
       log "no session to $TARGET_IQN since the last failed login: trying again"
     else
