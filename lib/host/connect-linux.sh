@@ -439,6 +439,7 @@ attempt() {
   FIELDS=()
   ((status == 0)) || fail "cannot write the node record $NODE_FILE"
 
+  wait_logout
   iscsi_node --login >"$ERRORS" 2>&1
   status=$?
   case $status in
@@ -799,18 +800,28 @@ agent() {
 
 # --relogin: the gateway's credentials changed (a rotation) and the session failed to authenticate. Logs out and in
 # again with the pair staged AWSPENDING (the rotation in progress), else AWSCURRENT. Run by the agent.
+LOGOUT_PID=''
+wait_logout() {
+  [[ -n $LOGOUT_PID ]] || return 0
+  wait "$LOGOUT_PID"
+  LOGOUT_PID=''
+}
 relogin() {
   local stage
   find_node_file
   for stage in AWSPENDING AWSCURRENT; do
     STAGE=$stage
-    iscsi_node --logout >/dev/null 2>&1 # no session to end is fine
+    # The logout (no session to end is fine) runs while the pair is read and written; the login waits for it.
+    wait_logout
+    iscsi_node --logout >/dev/null 2>&1 &
+    LOGOUT_PID=$!
     if attempt; then
       log "logged in again to $TARGET_IQN at $PORTAL with the $stage credentials"
       return 0
     fi
     log "the $stage credentials did not log in: waiting for $WAITING_FOR"
   done
+  wait_logout
   fail "no stored credentials log in to $TARGET_IQN at $PORTAL"
 }
 

@@ -37,7 +37,7 @@ rotation_session_uses() {
 }
 
 # rotation_probe_start FILE: every 0.5 s, writes the next 4 KiB block of FILE and fsyncs it; each write's number,
-# duration (ms) and outcome go to /rig/log/probe.
+# duration (ms), outcome and start (microseconds since the epoch) go to /rig/log/probe.
 rotation_probe_start() {
   rm -f /rig/log/probe /rig/probe.stop
   (
@@ -50,7 +50,7 @@ rotation_probe_start() {
         outcome=error
       fi
       t1=${EPOCHREALTIME/./}
-      echo "$n $(((t1 - t0) / 1000)) $outcome" >>/rig/log/probe
+      echo "$n $(((t1 - t0) / 1000)) $outcome $t0" >>/rig/log/probe
       n=$((n + 1))
       sleep 0.5
     done
@@ -63,7 +63,7 @@ rotation_probe_stop() {
   touch /rig/probe.stop
   wait "$PROBE_PID"
   rig_check "$1.writes" "$(wc -l </rig/log/probe)"
-  rig_check "$1.errors" "$(grep -c ' error$' /rig/log/probe)"
+  rig_check "$1.errors" "$(awk '$3 != "ok"' /rig/log/probe | wc -l)"
   rig_check "$1.longest_ms" "$(sort -k2 -n /rig/log/probe | tail -1 | cut -d' ' -f2)"
 }
 
