@@ -730,17 +730,25 @@ log_mark() {
     printf '0'
   fi
 }
+# Whether a line on standard input ends with $1 (or $1 and white space): iscsid's message ends with the target's name,
+# and another target's name may start with ours. Reads to the end, as the grep before it does: a writer cut off by a
+# closed pipe would fail the pipeline (pipefail), hiding the line.
+said_last() {
+  local line found=1
+  while IFS= read -r line; do [[ $line == *"$1" || $line == *"$1"[[:space:]]* ]] && found=0; done
+  return "$found"
+}
 # Whether iscsid said, since mark $1, that a login to this target failed to authenticate.
 auth_failed_since() {
   local file size said="Login failed to authenticate with target $TARGET_IQN"
   if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
-    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -qF -e "$said"
+    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -F -e "$said" | said_last "$said"
     return
   fi
   file=$(iscsid_log_file) || return 1
   size=$(wc -c <"$file") || return 1
   ((size >= $1)) || set -- 0 # the log was rotated
-  tail -c "+$(($1 + 1))" "$file" | grep -qF -e "$said"
+  tail -c "+$(($1 + 1))" "$file" | grep -F -e "$said" | said_last "$said"
 }
 
 # --agent: at start (boot), connects when there is no session to this target (the distribution's login used the node
