@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import { ChapCredentials } from '../lib';
 import { DOC_TARGET_ARN, HOST_B, secretValue } from './fixtures';
-import { AwsAnswer, DEPLOYED, LinuxRun, deployedText, newStack, runLinux, scriptOf } from './host-harness';
+import { AwsAnswer, DEPLOYED, deployedText, expectContained, newStack, runLinux, scriptOf } from './host-harness';
 
 const TARGET_IQN = 'iqn.1997-05.com.amazon:myvolume';
 
@@ -31,19 +31,6 @@ function pair(mutual: boolean) {
     ...(mutual ? { secretToAuthenticateTarget: target } : {}),
   });
   return { initiator, target, value, secrets: mutual ? [initiator, target] : [initiator] };
-}
-
-/** No secret in the log, in any program's arguments or environment, or in any file but the root-only node record. */
-function expectContained(run: LinuxRun, secrets: string[], record: string) {
-  for (const secret of secrets) {
-    expect(run.output).not.toContain(secret);
-    expect(run.execs).not.toContain(secret);
-    expect(run.calls.join('\n')).not.toContain(secret);
-    const holding = run.files.filter((f) => f.content.includes(secret));
-    expect(holding.map((f) => [f.path, f.mode.toString(8)])).toEqual([[record, '600']]);
-  }
-  // The records are not vacuous: strace saw the stand-ins run.
-  expect(run.execs).toMatch(/execve\("[^"]*\/bin\/iscsiadm", \["iscsiadm", "-m", "node"/);
 }
 
 jest.setTimeout(60_000);

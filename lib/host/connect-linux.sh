@@ -731,17 +731,25 @@ log_mark() {
     printf '0'
   fi
 }
+# Whether a line on standard input ends with $1 (or $1 and white space): iscsid's message ends with the target's name,
+# and another target's name may start with ours. Reads to the end, as the grep before it does: a writer cut off by a
+# closed pipe would fail the pipeline (pipefail), hiding the line.
+said_last() {
+  local line found=1
+  while IFS= read -r line; do [[ $line == *"$1" || $line == *"$1"[[:space:]]* ]] && found=0; done
+  return "$found"
+}
 # Whether iscsid said, since mark $1, that a login to this target failed to authenticate.
 auth_failed_since() {
   local file size said="Login failed to authenticate with target $TARGET_IQN"
   if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
-    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -qF -e "$said"
+    journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -F -e "$said" | said_last "$said"
     return
   fi
   file=$(iscsid_log_file) || return 1
   size=$(wc -c <"$file") || return 1
   ((size >= $1)) || set -- 0 # the log was rotated
-  tail -c "+$(($1 + 1))" "$file" | grep -qF -e "$said"
+  tail -c "+$(($1 + 1))" "$file" | grep -F -e "$said" | said_last "$said"
 }
 
 # --agent: at start (boot), connects when there is no session to this target (the distribution's login used the node
@@ -749,7 +757,7 @@ auth_failed_since() {
 # is healthy: when it fails (FAILED, or FREE once its recovery timeout passed) and iscsid says the login failed to
 # authenticate, logs in again (--relogin) and mounts the volume when it is not.
 agent() {
-  local state mark marked next=0 nap_fd nap="$STATE_DIR/agent-$WIRING.nap"
+  local state mark marked next=-1 nap_fd nap="$STATE_DIR/agent-$WIRING.nap"
   # A FIFO nobody writes to, to wait on with read -t (a builtin) instead of running sleep twice a second.
   [[ -p $nap ]] || mkfifo -m 600 "$nap" || fail "cannot make $nap"
   exec {nap_fd}<>"$nap"
@@ -768,13 +776,13 @@ agent() {
     state=none
     if find_session; then read -r state <"$SESSION/state"; fi
     # Healthy; or no session, not after a failed login of the agent's own (a logout by hand stays a logout).
-    if [[ $state == LOGGED_IN || ($state == none && $next == 0) ]]; then
+    if [[ $state == LOGGED_IN || ($state == none && $next == -1) ]]; then
       # A new mark every 10 s: a failure is then judged by what iscsid said at most 10 s before it began.
       if ((SECONDS - marked >= 10)); then
         mark=$(log_mark)
         marked=$SECONDS
       fi
-      next=0
+      next=-1
       continue
     fi
     ((SECONDS >= next)) || continue
@@ -790,7 +798,7 @@ agent() {
     if (relogin && mount_volume); then
       mark=$(log_mark)
       marked=$SECONDS
-      next=0
+      next=-1
     else
       next=$((SECONDS + AGENT_BACKOFF))
       log "logging in again to $TARGET_IQN failed; next try in $AGENT_BACKOFF s"
