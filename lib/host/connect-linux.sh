@@ -74,20 +74,25 @@ last_error() {
 
 # --- the initiator -------------------------------------------------------------------------------------------------
 
-install_initiator() {
-  command -v iscsiadm >/dev/null && return 0
-  log "installing the iSCSI initiator (iscsiadm is missing)"
+# install_missing COMMAND WHAT RPM DEB: installs what provides COMMAND when it is missing (RPM with dnf or yum, DEB
+# with apt-get, after an `apt-get update` when the first try fails).
+install_missing() {
+  local command=$1 what=$2 rpm=$3 deb=$4
+  command -v "$command" >/dev/null && return 0
+  log "installing $what ($command is missing)"
   if command -v dnf >/dev/null; then
-    dnf install -y iscsi-initiator-utils
+    dnf install -y "$rpm"
   elif command -v yum >/dev/null; then
-    yum install -y iscsi-initiator-utils
+    yum install -y "$rpm"
   elif command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y open-iscsi \
-      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y open-iscsi; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb" \
+      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "$deb"; }
   fi >&2
-  command -v iscsiadm >/dev/null \
-    || fail "iscsiadm is missing and could not be installed (open-iscsi or iscsi-initiator-utils from the distribution's repository)"
+  command -v "$command" >/dev/null \
+    || fail "$command is missing and could not be installed ($deb or $rpm from the distribution's repository)"
 }
+
+install_initiator() { install_missing iscsiadm 'the iSCSI initiator' iscsi-initiator-utils open-iscsi; }
 
 # Sets NAME_CHANGED=1 when the initiator name had to change (iscsid reads it when it starts).
 NAME_CHANGED=0
@@ -524,20 +529,7 @@ find_disk() {
   fail "the disk of the session to $TARGET_IQN did not appear within 30 s"
 }
 
-install_multipath() {
-  command -v multipathd >/dev/null && return 0
-  log "installing dm-multipath (multipathd is missing)"
-  if command -v dnf >/dev/null; then
-    dnf install -y device-mapper-multipath
-  elif command -v yum >/dev/null; then
-    yum install -y device-mapper-multipath
-  elif command -v apt-get >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y multipath-tools \
-      || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y multipath-tools; }
-  fi >&2
-  command -v multipathd >/dev/null \
-    || fail "multipathd is missing and could not be installed (multipath-tools or device-mapper-multipath)"
-}
+install_multipath() { install_missing multipathd dm-multipath device-mapper-multipath multipath-tools; }
 
 multipathd_running() { multipathd show daemon >/dev/null 2>&1; }
 start_multipathd() {
