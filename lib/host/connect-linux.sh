@@ -749,7 +749,7 @@ auth_failed_since() {
 # is healthy: when it fails (FAILED, or FREE once its recovery timeout passed) and iscsid says the login failed to
 # authenticate, logs in again (--relogin) and mounts the volume when it is not.
 agent() {
-  local state mark marked next=-1 nap_fd nap="$STATE_DIR/agent-$WIRING.nap"
+  local state mark marked next=-1 down_since=-1 nap_fd nap="$STATE_DIR/agent-$WIRING.nap"
   # A FIFO nobody writes to, to wait on with read -t (a builtin) instead of running sleep twice a second.
   [[ -p $nap ]] || mkfifo -m 600 "$nap" || fail "cannot make $nap"
   exec {nap_fd}<>"$nap"
@@ -775,11 +775,15 @@ agent() {
         marked=$SECONDS
       fi
       next=-1
+      down_since=-1
       continue
     fi
+    ((down_since >= 0)) || down_since=$SECONDS
     ((SECONDS >= next)) || continue
     if [[ $state != none ]] && ! auth_failed_since "$mark"; then
-      nap_seconds=0.1 # while the session is down, iscsid's log is read every 0.1 s: its next retry may say why
+      # In the first 10 s of a failure iscsid's log is read every 0.1 s (its retry about 2 s after the close says
+      # whether the login failed to authenticate); a longer failure (a gateway restart) is checked at the usual pace.
+      ((SECONDS - down_since < 10)) && nap_seconds=0.1
       continue
     fi
     if [[ $state == none ]]; then
@@ -791,6 +795,7 @@ agent() {
       mark=$(log_mark)
       marked=$SECONDS
       next=-1
+      down_since=-1
     else
       next=$((SECONDS + AGENT_BACKOFF))
       log "logging in again to $TARGET_IQN failed; next try in $AGENT_BACKOFF s"
