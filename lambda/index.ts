@@ -15,12 +15,12 @@ import type {
   Context,
 } from 'aws-lambda';
 import {
-  Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent, TargetSecretValue,
+  Attr, ChapMode, ChapPair, ChapResourceProperties, DeclaredInitiator, InitiatorProp, Prop, REFRESH_EVENT_KEY, RefreshEvent,
   NO_INITIATORS_MARKER, TRUNCATION_MARKER_PREFIX, initiatorNameError, targetArnError,
 } from '../lib/api';
 import { applyGatewayPlan, currentValues, describeChapCredentials, pendingCalls, stackRollingBack, writeChangedSecrets } from './aws';
 import { ManagedInitiator, pairsAfter, planCredentials } from './plan';
-import { RotationEvent, isRotationEvent, onRotation } from './rotation';
+import { RotationEvent, isRotationEvent, onRotation, targetSecretJson } from './rotation';
 import { dataBudget, Outcome, responseBody, sendResponse } from './response';
 
 /** Secrets Manager's limit for one secret value. */
@@ -107,8 +107,8 @@ export function initiatorData(names: readonly string[], budget: number): Record<
   return render(names.slice(0, shown), shown < names.length);
 }
 
-function secretJson(value: TargetSecretValue | ChapPair, property: string): string {
-  const json = JSON.stringify(value);
+/** `json`, unless it is larger than a secret value may be. */
+function withinSecretLimit(json: string, property: string): string {
   if (Buffer.byteLength(json) > MAX_SECRET_BYTES) {
     throw new HandlerError(`the ${property} secret value would be ${Buffer.byteLength(json)} bytes, more than Secrets Manager's limit of ${MAX_SECRET_BYTES}`);
   }
@@ -189,8 +189,8 @@ async function syncSecrets(input: Input, options: SyncOptions): Promise<ChapPair
   const keep = options.refresh && pairs.length === 0;
   if (keep) log('kept', { target: input.targetArn, why: 'the target reports no CHAP credentials; a refresh does not blank the stored value' });
   const writes = [
-    ...(keep ? [] : [{ secretArn: input.targetSecretArn, value: secretJson({ targetArn: input.targetArn, chapCredentials: pairs }, 'target') }]),
-    ...input.initiators.map((d) => ({ secretArn: d.secretArn, value: secretJson(byName.get(d.name)!, `initiator ${d.name}`) })),
+    ...(keep ? [] : [{ secretArn: input.targetSecretArn, value: withinSecretLimit(targetSecretJson(input.targetArn, pairs), 'target') }]),
+    ...input.initiators.map((d) => ({ secretArn: d.secretArn, value: withinSecretLimit(JSON.stringify(byName.get(d.name)!), `initiator ${d.name}`) })),
   ];
   const written = await writeChangedSecrets(writes, current, options.requestKey, options.signal);
   log('synced', { target: input.targetArn, pairs: pairs.length, secretsWritten: written.length, secretsUnchanged: writes.length - written.length });

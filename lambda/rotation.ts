@@ -136,7 +136,7 @@ export function currentVersion(description: SecretDescription): string | undefin
   return Object.entries(description.versionStages).find(([, stages]) => stages.includes('AWSCURRENT'))?.[0];
 }
 
-/** The target secret's JSON for the pairs the gateway reports (what a deploy or a refresh writes too). */
+/** The target secret's JSON for the pairs the gateway reports: what a deploy, a refresh and a rotation write. */
 export function targetSecretJson(targetArn: string, pairs: readonly ChapPair[]): string {
   const value: TargetSecretValue = { targetArn, chapCredentials: pairs };
   return JSON.stringify(value);
