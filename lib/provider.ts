@@ -184,6 +184,7 @@ export class ChapCredentialsProvider extends Construct {
         }
       })());
       this.function.addEnvironment(CREDENTIAL_KEY_ENV, secret.ref);
+      this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(secret.ref);
       this.credentialKey = secret;
     }
     if (encryptionKey && !secret.kmsKeyId) secret.kmsKeyId = encryptionKey.keyArn;
@@ -211,12 +212,9 @@ export class ChapCredentialsProvider extends Construct {
     this.secretsStatement.addResources(...registration.secretArns);
     if (registration.credentialKeyArn) {
       // Only stacks with a managing construct may write to the gateway, and only on the managed targets.
+      // (The role reads the stack's credential key by the statement credentialKeyArn() adds when it makes the key.)
       this.statement('ManageChapCredentials', ['storagegateway:UpdateChapCredentials', 'storagegateway:DeleteChapCredentials'])
         .addResources(registration.targetArn);
-      // The stack's one credential key (credentialKeyArn), whichever managing construct registers first.
-      if (!this.onDemand.has('ReadCredentialKeys')) {
-        this.statement('ReadCredentialKeys', ['secretsmanager:GetSecretValue']).addResources(registration.credentialKeyArn);
-      }
     }
     if (registration.rotatedSecretArns?.length) {
       // Rotation steps: the version stages of exactly the rotated secrets (values are read and written as before).
