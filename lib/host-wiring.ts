@@ -176,9 +176,8 @@ export function wireIscsiHost(
     throw new Error(`'portalPort' must be a TCP port (an integer from 1 to 65535), got ${port}`);
   }
   const mountPoint = props.mountPoint;
-  if (mountPoint !== undefined && !Token.isUnresolved(mountPoint) && mountPointError(mountPoint)) {
-    throw new Error(`'mountPoint' ${mountPointError(mountPoint)}, got '${mountPoint}'`);
-  }
+  const mountPointRule = mountPoint === undefined || Token.isUnresolved(mountPoint) ? undefined : mountPointError(mountPoint);
+  if (mountPointRule) throw new Error(`'mountPoint' ${mountPointRule}, got '${mountPoint}'`);
   const hold = props.ioHoldTimeout;
   if (hold !== undefined && !rotating) {
     throw new Error(`'ioHoldTimeout' applies only to a construct whose credentials rotate (with 'rotation'), got ${hold.toHumanString()}`);
