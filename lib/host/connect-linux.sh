@@ -568,7 +568,7 @@ find_wwid() {
 # no_path_retry polling intervals, then fails (never an unbounded hang). A new session's disk (a new sdX, same WWID)
 # joins the same map by itself, so a filesystem on the map survives a logout and login.
 setup_multipath() {
-  local retries=$(((CHAP_IO_HOLD_SECONDS + MULTIPATH_POLL_SECONDS - 1) / MULTIPATH_POLL_SECONDS)) i
+  local retries=$(((CHAP_IO_HOLD_SECONDS + MULTIPATH_POLL_SECONDS - 1) / MULTIPATH_POLL_SECONDS))
   install_multipath
   find_disk
   if [[ ! -e /etc/multipath.conf ]]; then
@@ -585,18 +585,14 @@ setup_multipath() {
     || fail "cannot write /etc/multipath/conf.d/$MAP_ALIAS.conf"
   multipath -a "$DISK" >/dev/null 2>"$ERRORS" || fail "multipath could not add the WWID of $DISK: $(last_error)"
   multipathd reconfigure >/dev/null 2>"$ERRORS" || fail "multipathd could not reload its configuration: $(last_error)"
-  for ((i = 0; i < 60; i++)); do
-    if [[ -b /dev/mapper/$MAP_ALIAS ]]; then
-      log "the volume is /dev/mapper/$MAP_ALIAS (dm-multipath over $DISK): while no path to the gateway is left, IO" \
-        "waits up to $((retries * MULTIPATH_POLL_SECONDS)) s (no_path_retry $retries), then fails"
-      return 0
-    fi
-    sleep 0.5
-  done
-  fail "the multipath device /dev/mapper/$MAP_ALIAS did not appear within 30 s"
+  volume_device
+  log "the volume is $VOLUME (dm-multipath over $DISK): while no path to the gateway is left, IO" \
+    "waits up to $((retries * MULTIPATH_POLL_SECONDS)) s (no_path_retry $retries), then fails"
 }
 
-# The volume's device: the multipath map when the credentials rotate, otherwise the session's disk.
+# The volume's device, in VOLUME: the multipath map when the credentials rotate (waiting up to 30 s for it), otherwise
+# the session's disk.
+VOLUME=''
 volume_device() {
   local i
   if [[ $CHAP_ROTATING == yes ]]; then
@@ -620,7 +616,6 @@ blank() {
 
 # Mounts the volume on CHAP_MOUNT_POINT, formatting it ext4 only when it is blank (no filesystem, no partition table,
 # its first MiB zeros), and writes its /etc/fstab line (_netdev: after the network; nofail: a boot never waits for it).
-VOLUME=''
 mount_volume() {
   [[ -n $CHAP_MOUNT_POINT ]] || return 0
   local type status source line
@@ -712,10 +707,12 @@ iscsid_log_file() {
   done
   return 1
 }
+# Whether iscsid's log is the journal (a systemd host, unless CHAP_ISCSID_LOG names a file).
+use_journal() { [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; }
 # A mark in iscsid's log: a byte offset in its file, or the time (epoch seconds) for the journal.
 log_mark() {
   local file size
-  if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
+  if use_journal; then
     printf '%(%s)T' -1
   elif file=$(iscsid_log_file) && size=$(wc -c <"$file"); then
     printf '%s' "$size"
@@ -734,7 +731,7 @@ said_last() {
 # Whether iscsid said, since mark $1, that a login to this target failed to authenticate.
 auth_failed_since() {
   local file size said="Login failed to authenticate with target $TARGET_IQN"
-  if [[ -z ${CHAP_ISCSID_LOG:-} ]] && has_systemd && command -v journalctl >/dev/null; then
+  if use_journal; then
     journalctl --no-pager -q -o cat --since "@$(($1 - 1))" _COMM=iscsid 2>/dev/null | grep -F -e "$said" | said_last "$said"
     return
   fi
